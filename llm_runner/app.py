@@ -1,0 +1,59 @@
+"""The app factory: `create_app(settings)` wires runtime, routes, errors and middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from llm_runner import __version__
+from llm_runner.errors import install_error_handlers
+from llm_runner.middleware import BodySizeLimit, JSONByDefault, RequestMetricsMiddleware
+from llm_runner.openai_routes import openai_router
+from llm_runner.routes import livepeer_router
+from llm_runner.runtime import Runtime
+from llm_runner.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Raises ConfigurationError for settings that cannot work."""
+    settings = settings or Settings.from_env()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="llm-runner",
+        version=__version__,
+        description="Livepeer `llm` pipeline runner serving tokens from Ollama.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    app.include_router(livepeer_router(runtime, runtime.models[0], root=True))
+    for model in runtime.models:
+        app.include_router(livepeer_router(runtime, model, root=False), prefix=f"/models/{model.slug}")
+    app.include_router(openai_router(runtime))
+
+    if settings.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(JSONByDefault)
+    app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
+    logging.getLogger("llm_runner").setLevel(settings.log_level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
+    return app

@@ -1,0 +1,112 @@
+"""`llm-runner` command line: serve, engine, ai-models, models, pull, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from llm_runner import __version__
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="llm-runner", description="Livepeer llm runner in front of Ollama.")
+    parser.add_argument("--version", action="version", version=f"llm-runner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the Livepeer runner service")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
+
+    engine = commands.add_parser("engine", help="run the embedded Ollama-compatible llama.cpp engine")
+    engine.add_argument("--host", default="127.0.0.1")
+    engine.add_argument("--port", type=int, default=11434)
+    engine.add_argument("--models-dir", default=None, help="folder of extra *.gguf files")
+    engine.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    engine.set_defaults(run=_engine)
+
+    from llm_runner import operator_cli
+
+    operator_cli.register(commands)
+
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    sys.exit(run(args))
+
+
+def fail(message: str) -> int:
+    print(f"llm-runner: error: {message}", file=sys.stderr)
+    return 2
+
+
+def load_settings():  # -> Settings, or raises SystemExit with a clear message
+    from llm_runner.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(fail(f"invalid settings: {problems}")) from None
+    except ValueError as exc:
+        raise SystemExit(fail(str(exc))) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llm_runner.app import create_app
+    from llm_runner.runtime import ConfigurationError
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        return fail(str(exc))
+    runtime = app.state.runtime
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT: refuse new generations at once, let running streams finish."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            if not runtime.draining:
+                logging.getLogger("llm_runner").warning(
+                    "shutting down: draining %d in-flight generation(s) for up to %gs",
+                    runtime.admission.in_flight,
+                    settings.drain_timeout_s,
+                )
+            runtime.draining = True
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 10,
+        access_log=settings.log_level == "debug",
+    )
+    DrainingServer(config).run()
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import uvicorn
+
+    from llm_runner.engine.app import create_engine_app
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_engine_app(Path(args.models_dir) if args.models_dir else None, args.threads)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def run_async(coro) -> int:  # small helper for the operator commands
+    return asyncio.run(coro)

@@ -1,0 +1,125 @@
+"""`llm-runner doctor`: real checks, one PASS/WARN/FAIL line each; exit 1 if anything failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from llm_runner.catalog import Catalog, CatalogError, model_slug
+from llm_runner.errors import UpstreamError
+from llm_runner.hardware import gpu_info
+from llm_runner.ollama_backend import OllamaBackend
+from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+
+
+class Doctor:
+    def __init__(self, settings: Settings, ai_models: Path | None, runner_url: str) -> None:
+        self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
+        self.failed = False
+
+    def report(self, ok: bool | None, message: str) -> None:
+        """ok=True PASS, False FAIL, None WARN."""
+        label = {True: "PASS", False: "FAIL", None: "WARN"}[ok]
+        self.failed |= ok is False
+        print(f"{label}  {message}", flush=True)
+
+    async def run(self) -> int:
+        settings = self.settings
+        model_ids = settings.model_ids or [DEFAULT_OLLAMA_MODEL]
+        self.report(True, f"settings valid: serving {', '.join(model_ids)}")
+        tags = self.check_catalog(model_ids)
+        await self.check_ollama(tags)
+        self.check_gpu()
+        self.check_ai_models(model_ids)
+        await self.check_runner(model_ids)
+        return 1 if self.failed else 0
+
+    def check_catalog(self, model_ids: list[str]) -> dict[str, str]:
+        catalog = Catalog.load(self.settings.model_map, self.settings.model_map_file)
+        tags = {}
+        for model_id in model_ids:
+            try:
+                tags[model_id] = catalog.resolve(model_id)
+                vram = catalog.vram_gb(model_id)
+                need = f", needs ~{vram:g} GB VRAM" if vram else ""
+                self.report(True, f"{model_id} maps to Ollama tag {tags[model_id]}{need}")
+            except CatalogError as exc:
+                self.report(False, str(exc))
+        return tags
+
+    async def check_ollama(self, tags: dict[str, str]) -> None:
+        host = self.settings.ollama_host or DEFAULT_OLLAMA_HOST
+        backend = OllamaBackend(host, self.settings)
+        try:
+            version = await backend.version()
+            self.report(True, f"Ollama {version} reachable at {host}")
+            for model_id, tag in tags.items():
+                info = await backend.show(tag)
+                if info is None:
+                    self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
+                else:
+                    quant = f", {info.quantization}" if info.quantization else ""
+                    self.report(True, f"{tag} present in Ollama{quant}")
+        except UpstreamError as exc:
+            self.report(False, f"{exc.msg} (set OLLAMA_HOST; the runner would fall back to its embedded engine)")
+        finally:
+            await backend.aclose()
+
+    def check_gpu(self) -> None:
+        gpus = gpu_info()
+        if not gpus:
+            self.report(None, "no NVIDIA GPU visible through NVML (fine if Ollama runs on another host)")
+        for index, gpu in gpus.items():
+            free, total = gpu.memory_free / 2**30, gpu.memory_total / 2**30
+            self.report(
+                True,
+                f"GPU {index}: {gpu.name}, {free:.1f} of {total:.1f} GiB free, CC {gpu.major}.{gpu.minor}",
+            )
+
+    def check_ai_models(self, model_ids: list[str]) -> None:
+        path = self.ai_models
+        if path is None:
+            self.report(None, "aiModels.json not checked (pass --ai-models FILE)")
+            return
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            self.report(False, f"{path}: cannot read as JSON: {exc}")
+            return
+        llm_entries = {e.get("model_id"): e for e in entries if isinstance(e, dict) and e.get("pipeline") == "llm"}
+        for model_id in model_ids:
+            entry = llm_entries.get(model_id)
+            if entry is None:
+                near = [m for m in llm_entries if isinstance(m, str) and m.lower() == model_id.lower()]
+                hint = f" (found {near[0]!r}: ids are case-sensitive)" if near else ""
+                self.report(False, f"{path}: no llm entry with model_id {model_id!r}{hint}")
+                continue
+            url = str(entry.get("url", ""))
+            expected_path = "" if len(model_ids) == 1 else f"/models/{model_slug(model_id)}"
+            if not url:
+                self.report(False, f"{path}: {model_id} has no url, go-livepeer would start its own container")
+            elif urlsplit(url).path.rstrip("/") not in (expected_path, ""):
+                self.report(False, f"{path}: {model_id} url {url} should end in {expected_path or '/'}")
+            else:
+                self.report(True, f"{path}: {model_id} → {url} (host {urlsplit(url).hostname})")
+            if (entry.get("token") or None) != (self.settings.auth_token or None):
+                self.report(False, f"{path}: {model_id} token does not match AUTH_TOKEN")
+            if isinstance(entry.get("price_per_unit"), str):
+                self.report(False, f"{path}: {model_id} price_per_unit is a string; go-livepeer needs a number")
+
+    async def check_runner(self, model_ids: list[str]) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                health = (await client.get(f"{self.runner_url}/health")).json()
+                headers = {"Authorization": f"Bearer {self.settings.auth_token}"} if self.settings.auth_token else {}
+                version = (await client.get(f"{self.runner_url}/version", headers=headers)).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self.report(None, f"runner not answering at {self.runner_url} ({type(exc).__name__}); is it running?")
+            return
+        status = health.get("status")
+        self.report({"OK": True, "ERROR": False}.get(status), f"runner /health at {self.runner_url}: {status}")
+        reported = version.get("model_id")
+        self.report(reported == model_ids[0], f"runner /version reports model_id {reported!r}")

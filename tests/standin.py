@@ -1,0 +1,345 @@
+"""A scripted Ollama stand-in: a real HTTP server speaking Ollama's documented API.
+
+Responses follow Ollama's `docs/api.md`: `/api/chat` NDJSON (chunks with `message`, final chunk
+with `done`, `done_reason`, `prompt_eval_count`, `eval_count` and durations in nanoseconds),
+`stream:false`, model load with empty `messages` (`done_reason: "load"`), `/api/show`,
+`/api/tags`, `/api/pull` progress stream (errors in-stream with HTTP 200), `/api/ps`,
+`/api/version`, and `{"error": "..."}` bodies (404 for an unknown model).
+
+Knobs (POST /_control, JSON) script token count and rate, delays, failures (HTTP status, an error
+line mid-stream, an abrupt close, a stream that ends without `done`), and GET /_stats exposes
+counters: open generations, how many were cancelled by the client, and the request bodies seen.
+
+Run: python -m tests.standin --port 11434
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import uvicorn
+
+NDJSON = [(b"content-type", b"application/x-ndjson")]
+JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class Script:
+    models: list[str] = field(default_factory=lambda: ["llama3.1:8b"])
+    capabilities: list[str] = field(default_factory=lambda: ["completion"])
+    tokens: int = 12  # tokens per generation (capped by num_predict)
+    token_rate: float = 0.0  # tokens per second; 0 = as fast as possible
+    first_token_delay: float = 0.0  # seconds before headers + first token (a model load)
+    thinking_tokens: int = 0  # thinking chunks before the answer (thinking models)
+    chat_status: int = 200  # non-200: answer /api/chat with this status and chat_error
+    chat_error: str = "model runner has unexpectedly stopped"
+    error_after: int | None = None  # send {"error": ...} after N tokens
+    close_after: int | None = None  # drop the connection after N tokens
+    end_without_done_after: int | None = None  # end the body cleanly after N tokens, no done line
+    warm_delay: float = 0.0
+    pull_fail: str | None = None  # in-stream pull error message
+    pull_delay: float = 0.0  # seconds per pull progress step
+    version: str = "0.12.6"
+
+
+@dataclass
+class Stats:
+    open_generations: int = 0
+    max_open: int = 0
+    started: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    warmups: int = 0
+    pulls: int = 0
+    shows: int = 0
+    chat_bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StandIn:
+    def __init__(self) -> None:
+        self.script = Script()
+        self.stats = Stats()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        method, path = scope["method"], scope["path"]
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        payload = json.loads(body) if body.strip() else {}
+        routes = {
+            ("GET", "/api/version"): self.version,
+            ("GET", "/"): self.root,
+            ("HEAD", "/"): self.root,
+            ("GET", "/api/tags"): self.tags,
+            ("GET", "/api/ps"): self.ps,
+            ("POST", "/api/show"): self.show,
+            ("POST", "/api/pull"): self.pull,
+            ("POST", "/api/chat"): self.chat,
+            ("POST", "/_control"): self.control,
+            ("POST", "/_reset"): self.reset,
+            ("GET", "/_stats"): self.get_stats,
+        }
+        handler = routes.get((method, path))
+        if handler is None:
+            await reply(send, 404, {"error": "404 page not found"})
+            return
+        await handler(payload, receive, send)
+
+    # -- management ------------------------------------------------------------------------------
+
+    async def root(self, _: dict, __: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Ollama is running"})
+
+    async def version(self, _: dict, __: Any, send: Any) -> None:
+        await reply(send, 200, {"version": self.script.version})
+
+    def _model_entry(self, tag: str) -> dict[str, Any]:
+        return {
+            "name": tag,
+            "model": tag,
+            "modified_at": "2025-01-01T00:00:00Z",
+            "size": 4_920_753_328,
+            "digest": "46e0c10c039e019119339687c3c1757cc81b9da49709a3b3924863ba87ca666e",
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": "llama",
+                "families": ["llama"],
+                "parameter_size": "8.0B",
+                "quantization_level": "Q4_K_M",
+            },
+        }
+
+    async def tags(self, _: dict, __: Any, send: Any) -> None:
+        await reply(send, 200, {"models": [self._model_entry(t) for t in self.script.models]})
+
+    async def ps(self, _: dict, __: Any, send: Any) -> None:
+        models = [
+            {**self._model_entry(t), "expires_at": "2318-01-01T00:00:00Z", "size_vram": 5_000_000_000}
+            for t in self.script.models
+        ]
+        await reply(send, 200, {"models": models})
+
+    async def show(self, payload: dict, _: Any, send: Any) -> None:
+        self.stats.shows += 1
+        tag = payload.get("model") or payload.get("name")
+        if tag not in self.script.models:
+            await reply(send, 404, {"error": f"model '{tag}' not found"})
+            return
+        await reply(
+            send,
+            200,
+            {
+                "modelfile": f"FROM {tag}",
+                "parameters": 'stop "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": self._model_entry(tag)["details"],
+                "model_info": {"general.architecture": "llama", "llama.context_length": 131072},
+                "capabilities": self.script.capabilities,
+                "modified_at": "2025-01-01T00:00:00Z",
+            },
+        )
+
+    async def pull(self, payload: dict, _: Any, send: Any) -> None:
+        self.stats.pulls += 1
+        tag = payload.get("model") or payload.get("name")
+        await start(send, 200, NDJSON)
+        await chunk(send, {"status": "pulling manifest"})
+        if self.script.pull_fail:
+            await chunk(send, {"error": self.script.pull_fail})
+            await finish(send)
+            return
+        total = 1_000_000
+        for step in range(5):
+            await asyncio.sleep(self.script.pull_delay)
+            await chunk(
+                send,
+                {
+                    "status": "pulling 6a0746a1ec1a",
+                    "digest": "sha256:6a0746a1ec1a",
+                    "total": total,
+                    "completed": total * (step + 1) // 5,
+                },
+            )
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            await chunk(send, {"status": status})
+        if tag not in self.script.models:
+            self.script.models.append(tag)
+        await finish(send)
+
+    # -- generation ------------------------------------------------------------------------------
+
+    async def chat(self, payload: dict, receive: Any, send: Any) -> None:
+        script, stats = self.script, self.stats
+        tag = payload.get("model")
+        if tag not in script.models:
+            await reply(send, 404, {"error": f"model '{tag}' not found"})
+            return
+        if not payload.get("messages"):
+            stats.warmups += 1
+            await asyncio.sleep(script.warm_delay)
+            await reply(send, 200, _load_reply(tag))
+            return
+        stats.chat_bodies = [*stats.chat_bodies[-49:], payload]
+        if script.chat_status != 200:
+            await reply(send, script.chat_status, {"error": script.chat_error})
+            return
+        options = payload.get("options") or {}
+        limit = int(options.get("num_predict", -1))
+        count = script.tokens if limit < 0 else min(script.tokens, limit)
+        reason = "length" if 0 <= limit <= script.tokens else "stop"
+        stream = payload.get("stream", True)
+        prompt_tokens = 10 + sum(len(str(m.get("content", "")).split()) for m in payload["messages"])
+        stats.started += 1
+        stats.open_generations += 1
+        stats.max_open = max(stats.max_open, stats.open_generations)
+        finished = False
+        try:
+            if script.first_token_delay and await _disconnected_within(receive, script.first_token_delay):
+                return
+            if not stream:
+                text = "".join(f"tok{i} " for i in range(count))
+                final = _final(tag, reason, prompt_tokens, count)
+                final["message"]["content"] = text
+                await reply(send, 200, final)
+                finished = True
+                return
+            await start(send, 200, NDJSON)
+            head = f'{{"model":"{tag}","created_at":"2025-01-01T00:00:00Z","message":{{"role":"assistant",'.encode()
+            began = time.monotonic()
+            for i in range(script.thinking_tokens):
+                await send_body(send, head + f'"content":"","thinking":"hmm{i} "}},"done":false}}\n'.encode())
+            for i in range(count):
+                if script.token_rate:
+                    delay = began + (i + 1) / script.token_rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                if i == script.error_after:
+                    await send_body(send, b'{"error":"an error was encountered while running the model"}\n')
+                    await finish(send)
+                    finished = True
+                    return
+                if i == script.close_after:
+                    finished = True  # on purpose, not a cancellation
+                    raise ScriptedAbort("scripted abrupt close")
+                if i == script.end_without_done_after:
+                    await finish(send)
+                    finished = True
+                    return
+                await send_body(send, head + f'"content":"tok{i} "}},"done":false}}\n'.encode())
+            await send_body(send, (json.dumps(_final(tag, reason, prompt_tokens, count)) + "\n").encode())
+            await finish(send)
+            finished = True
+        except OSError:
+            pass  # the client went away mid-stream
+        finally:
+            stats.open_generations -= 1
+            if finished:
+                stats.completed += 1
+            else:
+                stats.cancelled += 1
+
+    # -- knobs -----------------------------------------------------------------------------------
+
+    async def control(self, payload: dict, _: Any, send: Any) -> None:
+        for key, value in payload.items():
+            if not hasattr(self.script, key):
+                await reply(send, 400, {"error": f"unknown knob {key}"})
+                return
+            setattr(self.script, key, value)
+        await reply(send, 200, asdict(self.script))
+
+    async def reset(self, _: dict, __: Any, send: Any) -> None:
+        self.script, self.stats = Script(), Stats()
+        await reply(send, 200, {})
+
+    async def get_stats(self, _: dict, __: Any, send: Any) -> None:
+        await reply(send, 200, asdict(self.stats))
+
+
+class ScriptedAbort(Exception):
+    """Raised mid-stream so the server drops the connection (no done line, no clean end)."""
+
+
+def _load_reply(tag: str) -> dict[str, Any]:
+    return {
+        "model": tag,
+        "created_at": "2025-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": "load",
+        "done": True,
+    }
+
+
+def _final(tag: str, reason: str, prompt_tokens: int, eval_count: int) -> dict[str, Any]:
+    return {
+        "model": tag,
+        "created_at": "2025-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": ""},
+        "done_reason": reason,
+        "done": True,
+        "total_duration": 4_883_583_458,
+        "load_duration": 1_334_875,
+        "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": 342_546_000,
+        "eval_count": eval_count,
+        "eval_duration": 4_535_599_000,
+    }
+
+
+async def _disconnected_within(receive: Any, seconds: float) -> bool:
+    """Wait like a model load, but notice a client that leaves meanwhile (as Ollama does)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return True
+    except TimeoutError:
+        return False
+
+
+async def start(send: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def send_body(send: Any, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def chunk(send: Any, obj: dict[str, Any]) -> None:
+    await send_body(send, (json.dumps(obj) + "\n").encode())
+
+
+async def finish(send: Any) -> None:
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def reply(send: Any, status: int, obj: dict[str, Any]) -> None:
+    await start(send, status, JSON)
+    await send({"type": "http.response.body", "body": json.dumps(obj).encode()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    args = parser.parse_args()
+    uvicorn.run(StandIn(), host=args.host, port=args.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
