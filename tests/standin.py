@@ -208,8 +208,13 @@ class StandIn:
         stats.open_generations += 1
         stats.max_open = max(stats.max_open, stats.open_generations)
         finished = False
+        # uvicorn drops writes to a closed connection silently, so watch for the disconnect the
+        # way Ollama's request context does, and stop at the next token.
+        gone = asyncio.create_task(_disconnected_within(receive, None))
         try:
-            if script.first_token_delay and await _disconnected_within(receive, script.first_token_delay):
+            if script.first_token_delay:
+                await asyncio.wait([gone], timeout=script.first_token_delay)
+            if gone.done():
                 return
             if not stream:
                 text = "".join(f"tok{i} " for i in range(count))
@@ -224,6 +229,8 @@ class StandIn:
             for i in range(script.thinking_tokens):
                 await send_body(send, head + f'"content":"","thinking":"hmm{i} "}},"done":false}}\n'.encode())
             for i in range(count):
+                if gone.done():
+                    return
                 if script.token_rate:
                     delay = began + (i + 1) / script.token_rate - time.monotonic()
                     if delay > 0:
@@ -241,12 +248,14 @@ class StandIn:
                     finished = True
                     return
                 await send_body(send, head + f'"content":"tok{i} "}},"done":false}}\n'.encode())
-            await send_body(send, (json.dumps(_final(tag, reason, prompt_tokens, count)) + "\n").encode())
+            final = _final(tag, reason, prompt_tokens, script.thinking_tokens + count)  # thinking counts too
+            await send_body(send, (json.dumps(final) + "\n").encode())
             await finish(send)
             finished = True
         except OSError:
             pass  # the client went away mid-stream
         finally:
+            gone.cancel()
             stats.open_generations -= 1
             if finished:
                 stats.completed += 1
@@ -301,8 +310,8 @@ def _final(tag: str, reason: str, prompt_tokens: int, eval_count: int) -> dict[s
     }
 
 
-async def _disconnected_within(receive: Any, seconds: float) -> bool:
-    """Wait like a model load, but notice a client that leaves meanwhile (as Ollama does)."""
+async def _disconnected_within(receive: Any, seconds: float | None) -> bool:
+    """True once the client has gone (False if `seconds` passed first)."""
     try:
         async with asyncio.timeout(seconds):
             while (await receive())["type"] != "http.disconnect":

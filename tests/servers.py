@@ -1,0 +1,129 @@
+"""Real servers on 127.0.0.1 for tests and benchmarks: the Ollama stand-in, the runner, the engine.
+
+Each runs as its own process (as in production), is started on a free port, waited for, and
+stopped with SIGTERM (then SIGKILL) so nothing outlives the test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A child process serving HTTP on 127.0.0.1:<port>."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/") -> None:
+        self.args, self.port, self.ready_path = args, port, ready_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(f"/tmp/llm-runner-test-{port}.log")
+
+    def start(self, timeout: float = 60.0) -> Server:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.args} exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                httpx.get(self.url + self.ready_path, timeout=1.0)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.args} did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class StandIn(Server):
+    """The scripted Ollama (tests/standin.py)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        port = port or free_port()
+        super().__init__(["-m", "tests.standin", "--port", str(port)], port, ready_path="/api/version")
+
+    def script(self, **knobs: object) -> dict:
+        response = httpx.post(self.url + "/_control", json=knobs, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        httpx.post(self.url + "/_reset", timeout=5).raise_for_status()
+
+    def stats(self) -> dict:
+        return httpx.get(self.url + "/_stats", timeout=5).json()
+
+    async def until(self, predicate, within: float = 5.0) -> dict:
+        """Poll /_stats (without blocking the loop) until predicate(stats) holds; returns the last."""
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                stats = (await client.get(self.url + "/_stats")).json()
+                if predicate(stats) or time.monotonic() > deadline:
+                    return stats
+                await asyncio.sleep(0.02)
+
+
+class Runner(Server):
+    """`llm-runner serve` with the given environment."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        port = port or free_port()
+        base = {"LLM_RUNNER_HEALTH_INTERVAL_S": "0.2", "LLM_RUNNER_LOG_LEVEL": "info"}
+        args = ["-m", "llm_runner", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__(args, port, ready_path="/health")
+        ours = ("LLM_RUNNER_", "OLLAMA_", "MODEL_ID", "AUTH_TOKEN", "VERSION")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+        self.env = {**clean, "PYTHONUNBUFFERED": "1", **base, **env}
+
+    def wait_status(self, status: str, path: str = "/health", timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            seen = httpx.get(self.url + path, timeout=5).json()["status"]
+            if seen == status:
+                return seen
+            time.sleep(0.05)
+        raise AssertionError(f"{path} stayed {seen}, wanted {status}:\n{self.log()[-3000:]}")
