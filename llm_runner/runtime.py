@@ -99,7 +99,8 @@ class Runtime:
                 "NO OLLAMA: starting the embedded llama.cpp engine on CPU. It is for trying llm-runner "
                 "and for tests; serve real traffic from Ollama on a GPU (set OLLAMA_HOST)."
             )
-            self.engine = await EngineProcess.start(settings)
+            self.engine = EngineProcess(settings)
+            self.engine.start()
             base_url = self.engine.base_url
         else:
             base_url = settings.ollama_host or DEFAULT_OLLAMA_HOST

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from llm_runner.engine.launcher import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -55,6 +50,17 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, needle: str, within: float = 10.0) -> str:
+        """The first log line containing `needle`, waiting for it to appear."""
+        deadline = time.monotonic() + within
+        while True:
+            for line in self.log().splitlines():
+                if needle in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} never appeared in the log:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
 
     def signal(self, sig: int) -> None:
         assert self.process is not None
@@ -127,3 +133,11 @@ class Runner(Server):
                 return seen
             time.sleep(0.05)
         raise AssertionError(f"{path} stayed {seen}, wanted {status}:\n{self.log()[-3000:]}")
+
+
+class Engine(Server):
+    """`llm-runner engine`: the embedded Ollama-compatible llama.cpp server."""
+
+    def __init__(self, port: int | None = None) -> None:
+        port = port or free_port()
+        super().__init__(["-m", "llm_runner", "engine", "--port", str(port)], port, ready_path="/api/version")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from llm_runner.engine.llama import LoadedModel, Result, Sampling, stream_tokens
 from llm_runner.engine.registry import EngineModel, canonical_tag, discover
 
 NDJSON = "application/x-ndjson"
+log = logging.getLogger("llm_runner.engine")
 DEFAULT_NUM_CTX = 4096
 
 
@@ -307,13 +309,19 @@ async def _generation(
     box: list[Result] = []
 
     async def body() -> AsyncIterator[bytes]:
+        sent = 0
         try:
             async for text in stream_tokens(loaded, prompt, sampling, box):
+                sent += 1
                 yield _line(_piece(model, text, chat=chat))
+            yield _line(_final(model, box[0], time.perf_counter_ns() - started, chat=chat))
         except ValueError as exc:  # prompt longer than the context
             yield _line({"error": str(exc)})
-            return
-        yield _line(_final(model, box[0], time.perf_counter_ns() - started, chat=chat))
+        finally:
+            if box:
+                log.info("%s: %s after %d tokens", model, box[0].reason, box[0].eval_count)
+            else:
+                log.info("%s: cancelled after %d tokens (client gone)", model, sent)
 
     if stream:
         return StreamingResponse(body(), media_type=NDJSON)

@@ -1,7 +1,9 @@
-"""Start the embedded engine as a child process and wait until it answers like an Ollama.
+"""Run the embedded engine as a supervised child process.
 
-A separate process keeps llama.cpp's CPU work and its Python per-token overhead off the
-runner's event loop, and lets the runner talk to it over the very same HTTP path as to Ollama.
+A separate process keeps llama.cpp's CPU work and its Python per-token overhead off the runner's
+event loop, and lets the runner talk to it over the very same HTTP path as to a real Ollama.
+The runner does not wait for it: until it answers, the model lifecycle reports LOADING exactly as
+for an Ollama that is still starting. If it dies, it is started again.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import asyncio
 import logging
 import socket
 import sys
-
-import httpx
 
 from llm_runner.settings import Settings
 
@@ -25,41 +25,43 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    def __init__(self, process: asyncio.subprocess.Process, base_url: str) -> None:
-        self.process, self.base_url = process, base_url
-
-    @classmethod
-    async def start(cls, settings: Settings, timeout_s: float = 120.0) -> EngineProcess:
+    def __init__(self, settings: Settings) -> None:
         port = settings.engine_port or free_port()
-        args = [sys.executable, "-m", "llm_runner", "engine", "--host", "127.0.0.1", "--port", str(port)]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.args = [sys.executable, "-m", "llm_runner", "engine", "--host", "127.0.0.1", "--port", str(port)]
         if settings.engine_models_dir:
-            args += ["--models-dir", str(settings.engine_models_dir)]
+            self.args += ["--models-dir", str(settings.engine_models_dir)]
         if settings.engine_threads:
-            args += ["--threads", str(settings.engine_threads)]
-        process = await asyncio.create_subprocess_exec(*args)
-        base_url = f"http://127.0.0.1:{port}"
-        log.info("embedded engine starting (pid %s) at %s", process.pid, base_url)
-        engine = cls(process, base_url)
-        async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-            deadline = asyncio.get_running_loop().time() + timeout_s
-            while True:
-                if process.returncode is not None:
-                    raise RuntimeError(f"embedded engine exited with code {process.returncode} during start")
-                try:
-                    (await client.get("/api/version")).raise_for_status()
-                    return engine
-                except httpx.HTTPError:
-                    if asyncio.get_running_loop().time() > deadline:
-                        await engine.stop()
-                        raise RuntimeError(f"embedded engine did not answer within {timeout_s:g}s") from None
-                    await asyncio.sleep(0.2)
+            self.args += ["--threads", str(settings.engine_threads)]
+        self.process: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="embedded-engine")
+
+    async def _supervise(self) -> None:
+        backoff = 1.0
+        while True:
+            self.process = await asyncio.create_subprocess_exec(*self.args)
+            log.info("embedded engine started (pid %s) at %s", self.process.pid, self.base_url)
+            started = asyncio.get_running_loop().time()
+            code = await self.process.wait()
+            if asyncio.get_running_loop().time() - started > 60:
+                backoff = 1.0
+            log.error("embedded engine exited with code %s; restarting in %gs", code, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     async def stop(self) -> None:
-        if self.process.returncode is not None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        process = self.process
+        if process is None or process.returncode is not None:
             return
-        self.process.terminate()
+        process.terminate()
         try:
-            await asyncio.wait_for(self.process.wait(), 10)
+            await asyncio.wait_for(process.wait(), 10)
         except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+            process.kill()
+            await process.wait()
