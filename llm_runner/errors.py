@@ -6,6 +6,9 @@ so every error that leaves the service is mapped here to `{"detail": {"msg": ...
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -55,10 +58,10 @@ def error_response(status: int, msg: str) -> JSONResponse:
     return JSONResponse(error_body(msg), status_code=status, headers=headers)
 
 
-def describe_validation_error(exc: RequestValidationError) -> str:
+def describe_validation_errors(errors: Sequence[Any]) -> str:
     """One readable line per problem, e.g. `messages.0.role: Input should be 'system', ...`."""
     parts = []
-    for err in exc.errors():
+    for err in errors:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         if err.get("type") == "json_invalid":
             parts.append("request body is not valid JSON")
@@ -77,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, describe_validation_error(exc))
+        return error_response(400, describe_validation_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm_runner.contract import LLMMessage, LLMRequest
-from llm_runner.errors import BadRequest, Busy, NotReady, RunnerError, Unauthorized, UpstreamError
+from llm_runner.errors import (
+    BadRequest,
+    Busy,
+    NotReady,
+    RunnerError,
+    Unauthorized,
+    UpstreamError,
+    describe_validation_errors,
+)
 from llm_runner.generation import Generation, open_generation
 from llm_runner.ollama_backend import Finish
 from llm_runner.routes import require_token
@@ -109,10 +117,10 @@ def openai_router(runtime: Runtime) -> APIRouter:
         try:
             await require_token(request)
             try:
-                chat = ChatCompletionRequest.model_validate(await request.json())
+                chat = ChatCompletionRequest.model_validate_json(await request.body())
                 body = chat.to_livepeer()
-            except (ValidationError, ValueError) as exc:
-                raise BadRequest(f"invalid request: {exc}") from exc
+            except ValidationError as exc:
+                raise BadRequest(describe_validation_errors(exc.errors())) from exc
             model = runtime.by_id.get(chat.model)
             if model is None:
                 served = ", ".join(runtime.by_id)

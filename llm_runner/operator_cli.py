@@ -40,6 +40,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     pull.add_argument("model_id")
     pull.set_defaults(run=pull_model)
 
+    health = commands.add_parser("healthcheck", help="exit 0 when the runner answers OK (or LOADING), for Docker")
+    health.add_argument("--url", default="http://127.0.0.1:8000/health")
+    health.add_argument("--strict", action="store_true", help="only OK counts as healthy")
+    health.set_defaults(run=healthcheck)
+
     doctor = commands.add_parser("doctor", help="check Ollama, models, GPU, aiModels.json and the runner")
     doctor.add_argument("--ai-models", type=Path, default=None, help="aiModels.json to check against the runner")
     doctor.add_argument("--runner-url", default="http://127.0.0.1:8000", help="where the runner answers")
@@ -132,6 +137,18 @@ def pull_model(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(pull())
+
+
+def healthcheck(args: argparse.Namespace) -> int:
+    """Healthy while the runner answers and can heal (LOADING: a model is still being pulled)."""
+    try:
+        status = httpx.get(args.url, timeout=4.0).json()["status"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        print(f"unhealthy: {args.url} did not answer ({type(exc).__name__})")
+        return 1
+    healthy = status == "OK" or (status == "LOADING" and not args.strict)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {status}")
+    return 0 if healthy else 1
 
 
 def run_doctor(args: argparse.Namespace) -> int:

@@ -1,0 +1,30 @@
+# llm-runner: the Livepeer `llm` runner in front of Ollama.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies in their own layer: it is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY README.md ./
+COPY llm_runner ./llm_runner
+RUN pip install --no-deps . && useradd --create-home --uid 10001 runner
+
+USER runner
+EXPOSE 8000
+ENV LLM_RUNNER_BACKEND=ollama \
+    OLLAMA_HOST=http://ollama:11434
+
+# Healthy while the runner answers OK or LOADING (a model still being pulled); ERROR is unhealthy.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["llm-runner", "healthcheck"]
+
+CMD ["llm-runner", "serve", "--host", "0.0.0.0", "--port", "8000"]
