@@ -57,9 +57,11 @@ async def open_generation(request: Request, runtime: Runtime, model: ServedModel
             f"prompt too large: {prompt_chars} characters > limit {settings.max_prompt_chars} "
             "(LLM_RUNNER_MAX_PROMPT_CHARS)"
         )
-    await until_disconnected(request, runtime.lifecycle.wait_ready(model.model_id, settings.loading_wait_s))
-    release = await until_disconnected(request, runtime.admission.acquire())
-    events = runtime.backend.generate(model.tag, body, think_off=runtime.lifecycle.think_off(model.model_id))
+    lifecycle, admission = runtime.lifecycle, runtime.admission
+    if not lifecycle.is_ready(model.model_id):  # fast path: no waiting, no watcher task
+        await until_disconnected(request, lifecycle.wait_ready(model.model_id, settings.loading_wait_s))
+    release = admission.try_acquire() or await until_disconnected(request, admission.acquire())
+    events = runtime.backend.generate(model.tag, body, think_off=lifecycle.think_off(model.model_id))
     metrics = runtime.metrics
 
     def finish(reason: str, prompt: int, completion: int, error: UpstreamError | None) -> None:
@@ -78,7 +80,7 @@ async def open_generation(request: Request, runtime: Runtime, model: ServedModel
         if isinstance(exc, UpstreamError):
             metrics.upstream_errors.labels(exc.kind).inc()
             if exc.kind == "not_found":
-                runtime.lifecycle.report_missing(model.model_id)
+                lifecycle.report_missing(model.model_id)
         raise
     metrics.ttft.labels(model.model_id).observe(time.monotonic() - arrived)
     return Generation(model, first, events, finish, release)

@@ -76,6 +76,9 @@ class ModelLifecycle:
         """Send `think: false` only to models that can think (others answer 400 to it)."""
         return self.think_off_wanted and "thinking" in self.states[model_id].capabilities
 
+    def is_ready(self, model_id: str) -> bool:
+        return self.states[model_id].status == OK
+
     async def wait_ready(self, model_id: str, timeout_s: float) -> None:
         state = self.states[model_id]
         if state.status == OK:

@@ -1,12 +1,13 @@
 """The translator: the only module that knows both the Livepeer contract and Ollama's wire format.
 
 Management calls (show, pull, ps, list, warm-up) go through the official `ollama.AsyncClient`.
-The token path reads Ollama's `/api/chat` NDJSON with httpx directly, because the official client
-cannot meet three contract rules there: it does not notice a stream that ends without a
-`done:true` line (we must then send `finish_reason: "error"`), it has one timeout for everything
-(a cold model load needs minutes before the first byte, a stalled stream must fail in two), and
-its per-chunk pydantic validation costs more than the rest of the relay. Closing the httpx
-response is also the only way to make Ollama stop generating, and here it is explicit.
+The token path reads Ollama's `/api/chat` NDJSON itself, over httpcore (the transport under
+httpx), because the official client cannot meet three contract rules there: it does not notice a
+stream that ends without a `done:true` line (we must then send `finish_reason: "error"`), it has
+one timeout for everything (a cold model load needs minutes before the first byte, a stalled
+stream must fail in two), and its per-chunk pydantic validation plus httpx's per-request layers
+cost more than the rest of the relay. Closing the upstream response is also the only way to make
+Ollama stop generating, and here it is explicit.
 
 Generations yield backend-neutral events: `str` deltas (one per Ollama chunk, i.e. per token,
 possibly empty) and one final `Finish` with Ollama's exact token counts.
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import ollama
 
@@ -55,12 +58,25 @@ class OllamaBackend:
             write=30.0,
             pool=settings.queue_timeout_s,
         )
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
         self.client = ollama.AsyncClient(host=base_url, timeout=timeout)
+        # The token path uses httpcore (httpx's transport) directly: same connections and errors,
+        # without httpx's per-request layers, which cost a third of the bridge's CPU per request.
+        self._pool = httpcore.AsyncConnectionPool(max_keepalive_connections=64, keepalive_expiry=30.0)
+        self._chat_url = f"{base_url}/api/chat"
+        self._chat_headers = [(b"Host", urlsplit(base_url).netloc.encode()), (b"Content-Type", b"application/json")]
+        self._timeouts = {
+            "timeout": {
+                "connect": settings.connect_timeout_s,
+                "read": settings.first_token_timeout_s,
+                "write": 30.0,
+                "pool": settings.queue_timeout_s,
+            }
+        }
         self._options_base = {"num_ctx": settings.num_ctx}
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         await self._http.aclose()
         await self.client._client.aclose()
 
@@ -143,21 +159,21 @@ class OllamaBackend:
     async def generate(self, tag: str, request: LLMRequest, *, think_off: bool = False) -> AsyncIterator[str | Finish]:
         """Stream one chat generation. Closing this generator closes the upstream connection,
         which is what makes Ollama stop."""
-        body = self.chat_body(tag, request, think_off)
+        content = json.dumps(self.chat_body(tag, request, think_off)).encode()
+        headers = [*self._chat_headers, (b"Content-Length", str(len(content)).encode())]
         hide_thinking = self.settings.think == "hide"
         inter_token = self.settings.inter_token_timeout_s
-        loads: Callable[[str], dict] = json.loads
         thinking = False
         try:
-            async with self._http.stream("POST", "/api/chat", json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    message = _error_text(response)
+            async with self._pool.stream(
+                "POST", self._chat_url, headers=headers, content=content, extensions=self._timeouts
+            ) as response:
+                if response.status != 200:
+                    message = _error_text(await response.aread(), response.status)
                     raise UpstreamError(
-                        _kind_of(response.status_code, message),
-                        _describe_status(tag, response.status_code, message),
+                        _kind_of(response.status, message), _describe_status(tag, response.status, message)
                     )
-                lines = response.aiter_lines()
+                lines = _ndjson_lines(response.aiter_stream())
                 while True:
                     try:
                         async with asyncio.timeout(inter_token):
@@ -168,9 +184,7 @@ class OllamaBackend:
                         raise UpstreamError(
                             "timeout", f"Ollama sent nothing for {inter_token:g}s while generating with {tag}"
                         ) from None
-                    if not line:
-                        continue
-                    chunk = loads(line)
+                    chunk = json.loads(line)
                     if "error" in chunk:
                         message = str(chunk["error"])
                         raise UpstreamError(_kind_of(500, message), f"Ollama failed mid-stream: {message}")
@@ -188,6 +202,7 @@ class OllamaBackend:
                     if chunk.get("done"):
                         if text:
                             yield text
+                        await _drain(lines)  # a fully read response keeps its connection for reuse
                         yield Finish(
                             reason="length" if chunk.get("done_reason") == "length" else "stop",
                             prompt_tokens=int(chunk.get("prompt_eval_count") or 0),
@@ -195,14 +210,14 @@ class OllamaBackend:
                         )
                         return
                     yield text
-        except httpx.TimeoutException as exc:
+        except httpcore.TimeoutException as exc:
             raise UpstreamError(
                 "timeout",
                 f"Ollama did not answer within {self.settings.first_token_timeout_s:g}s for {tag} ({exc!r})",
             ) from exc
-        except httpx.ConnectError as exc:
+        except httpcore.ConnectError as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        except httpx.HTTPError as exc:
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
@@ -211,11 +226,34 @@ class OllamaBackend:
         return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
 
 
-def _error_text(response: httpx.Response) -> str:
+async def _ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Split a byte stream into non-empty lines (Ollama writes one JSON object per line)."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+async def _drain(lines: AsyncIterator[bytes], limit_s: float = 1.0) -> None:
+    """Read the (empty) rest of a finished stream, so the connection goes back to the pool."""
     try:
-        return str(response.json().get("error") or response.text)
-    except ValueError:
-        return response.text or response.reason_phrase
+        async with asyncio.timeout(limit_s):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpcore.NetworkError, httpcore.ProtocolError):
+        pass  # the connection is simply closed instead
+
+
+def _error_text(body: bytes, status: int) -> str:
+    try:
+        return str(json.loads(body).get("error") or body.decode(errors="replace"))
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace") or f"HTTP {status}"
 
 
 def _kind_of(status: int, message: str) -> str:

@@ -114,25 +114,31 @@ class GenerationResponse(EventSourceResponse):
 
 
 async def until_disconnected(request: Request, awaitable: Awaitable[T]) -> T:
-    """Run `awaitable` but cancel it when the client goes away (vLLM's `with_cancellation`).
+    """Await `awaitable`, but cancel it when the client goes away (vLLM's `with_cancellation`).
 
     Starlette does not cancel a handler whose client left, and before an SSE response exists
     nobody listens for `http.disconnect`, so the first-token wait and the non-stream path need this.
+    One watcher task; the work itself runs in the caller's task (cheaper than racing two tasks).
     """
-    work = asyncio.ensure_future(awaitable)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request.receive))
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _wait_for_disconnect(request.receive)
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await awaitable
     except asyncio.CancelledError:
-        work.cancel()
+        if gone and current.uncancel() == 0:
+            raise ClientGone("client disconnected") from None
         raise
     finally:
         watcher.cancel()
-    if work in done:
-        return work.result()
-    work.cancel()
-    await asyncio.gather(work, return_exceptions=True)
-    raise ClientGone("client disconnected")
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -1,0 +1,120 @@
+"""Async load generator: N concurrent streaming requests, per-request timings.
+
+The same client measures both paths: Ollama's NDJSON straight from the stand-in, and Livepeer SSE
+through the runner. Lines are counted, not parsed, so the client costs the same on both paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
+TAG = "llama3.1:8b"
+MESSAGES = [{"role": "user", "content": "Tell a robot story."}]
+
+
+@dataclass
+class Sample:
+    ttft: float = 0.0  # seconds from request start to the first token
+    tokens: int = 0
+    duration: float = 0.0  # first token to last token
+    gaps: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def tokens_per_s(self) -> float:
+        return (self.tokens - 1) / self.duration if self.tokens > 1 and self.duration > 0 else 0.0
+
+
+def is_ndjson_token(line: str) -> bool:
+    return line.startswith("{") and '"done":false' in line
+
+
+def is_sse_token(line: str) -> bool:
+    return line.startswith("data: {") and '"finish_reason":""' in line
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send a stream and how to recognise a token line."""
+
+    name: str
+    url: str
+    body: dict
+    is_token: Callable[[str], bool]
+
+
+def direct_target(ollama_url: str, max_tokens: int) -> Target:
+    body = {"model": TAG, "messages": MESSAGES, "stream": True, "options": {"num_predict": max_tokens}}
+    return Target("direct", ollama_url + "/api/chat", body, is_ndjson_token)
+
+
+def runner_target(runner_url: str, max_tokens: int, model: str = LLAMA) -> Target:
+    body = {"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "stream": True}
+    return Target("runner", runner_url + "/llm", body, is_sse_token)
+
+
+async def one_stream(http: httpx.AsyncClient, target: Target) -> Sample:
+    sample = Sample()
+    started = time.perf_counter()
+    last = started
+    try:
+        async with http.stream("POST", target.url, json=target.body) as response:
+            if response.status_code != 200:
+                sample.error = f"HTTP {response.status_code}"
+                await response.aread()
+                return sample
+            async for line in response.aiter_lines():
+                if not target.is_token(line):
+                    continue
+                now = time.perf_counter()
+                if sample.tokens == 0:
+                    sample.ttft = now - started
+                    first = now
+                else:
+                    sample.gaps.append(now - last)
+                last = now
+                sample.tokens += 1
+            if sample.tokens:
+                sample.duration = last - first
+    except httpx.HTTPError as exc:
+        sample.error = f"{type(exc).__name__}: {exc}"
+    return sample
+
+
+async def run_level(target: Target, concurrency: int) -> list[Sample]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        return await asyncio.gather(*(one_stream(http, target) for _ in range(concurrency)))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(98, max(0, int(q) - 1))]
+
+
+def summarize(samples: list[Sample]) -> dict:
+    good = [s for s in samples if not s.error]
+    ttfts = [s.ttft for s in good]
+    gaps = [g for s in good for g in s.gaps]
+    rates = [s.tokens_per_s for s in good if s.tokens_per_s]
+    return {
+        "requests": len(samples),
+        "errors": len(samples) - len(good),
+        "tokens": sum(s.tokens for s in good),
+        "ttft_p50_ms": percentile(ttfts, 50) * 1e3,
+        "ttft_p99_ms": percentile(ttfts, 99) * 1e3,
+        "itl_p50_ms": percentile(gaps, 50) * 1e3,
+        "itl_p99_ms": percentile(gaps, 99) * 1e3,
+        "tokens_per_s_mean": statistics.fmean(rates) if rates else 0.0,
+        "first_error": next((s.error for s in samples if s.error), ""),
+    }
