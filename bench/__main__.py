@@ -16,7 +16,9 @@ import os
 import time
 from pathlib import Path
 
-from bench.loadgen import direct_target, run_level, runner_target, summarize
+import uvloop
+
+from bench.loadgen import direct_target, one_stream, run_level, runner_target, summarize
 from tests.servers import Runner, StandIn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,24 +109,19 @@ async def relay(args: argparse.Namespace) -> dict:
 
 
 async def soak(runner_url: str, total: int, concurrency: int) -> int:
-    import httpx
-
+    """`total` requests of 20 tokens, `concurrency` at a time; returns how many went wrong."""
     target = runner_target(runner_url, 20)
-    from bench.loadgen import one_stream
-
     errors = 0
     remaining = total
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
-        async def worker() -> None:
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                sample = await one_stream(http, target)
-                errors += bool(sample.error) or sample.tokens != 20
+    async def worker() -> None:
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            sample = await one_stream(target)
+            errors += bool(sample.error) or sample.tokens != 20
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return errors
 
 
@@ -205,10 +202,10 @@ def main() -> None:
     if args.what == "engine":
         from bench.engine import engine_bench
 
-        report = asyncio.run(engine_bench())
+        report = uvloop.run(engine_bench())
         print(f"results: {save(report, 'engine')}")
         return
-    report = asyncio.run(relay(args))
+    report = uvloop.run(relay(args))
     print_table(report)
     print(f"results: {save(report, 'relay')}")
     if args.plot:

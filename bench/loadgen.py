@@ -7,12 +7,12 @@ through the runner. Lines are counted, not parsed, so the client costs the same 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
+from urllib.parse import urlsplit
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 TAG = "llama3.1:8b"
@@ -32,12 +32,12 @@ class Sample:
         return (self.tokens - 1) / self.duration if self.tokens > 1 and self.duration > 0 else 0.0
 
 
-def is_ndjson_token(line: str) -> bool:
-    return line.startswith("{") and '"done":false' in line
+def is_ndjson_token(line: bytes) -> bool:
+    return line.startswith(b"{") and b'"done":false' in line
 
 
-def is_sse_token(line: str) -> bool:
-    return line.startswith("data: {") and '"finish_reason":""' in line
+def is_sse_token(line: bytes) -> bool:
+    return line.startswith(b"data: {") and b'"finish_reason":""' in line
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Target:
     name: str
     url: str
     body: dict
-    is_token: Callable[[str], bool]
+    is_token: Callable[[bytes], bool]
 
 
 def direct_target(ollama_url: str, max_tokens: int) -> Target:
@@ -60,17 +60,40 @@ def runner_target(runner_url: str, max_tokens: int, model: str = LLAMA) -> Targe
     return Target("runner", runner_url + "/llm", body, is_sse_token)
 
 
-async def one_stream(http: httpx.AsyncClient, target: Target) -> Sample:
+async def one_stream(target: Target) -> Sample:
+    """POST one streaming request over a raw HTTP/1.1 connection and time every token line.
+
+    A bare asyncio client (no httpx) so that the measuring side costs as little CPU as possible:
+    client, stand-in and runner share the same few cores.
+    """
     sample = Sample()
+    url = urlsplit(target.url)
+    body = json.dumps(target.body).encode()
     started = time.perf_counter()
-    last = started
+    last = first = started
+    writer = None
     try:
-        async with http.stream("POST", target.url, json=target.body) as response:
-            if response.status_code != 200:
-                sample.error = f"HTTP {response.status_code}"
-                await response.aread()
-                return sample
-            async for line in response.aiter_lines():
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(
+            f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        status = int((await reader.readline()).split()[1])
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        if status != 200:
+            sample.error = f"HTTP {status}"
+            return sample
+        pending = b""
+        while True:
+            size = int((await reader.readline()).strip() or b"0", 16)
+            if size == 0:
+                break
+            pending += await reader.readexactly(size + 2)
+            pending = pending[:-2]
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
                 if not target.is_token(line):
                     continue
                 now = time.perf_counter()
@@ -81,17 +104,18 @@ async def one_stream(http: httpx.AsyncClient, target: Target) -> Sample:
                     sample.gaps.append(now - last)
                 last = now
                 sample.tokens += 1
-            if sample.tokens:
-                sample.duration = last - first
-    except httpx.HTTPError as exc:
+        if sample.tokens:
+            sample.duration = last - first
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if writer is not None:
+            writer.close()
     return sample
 
 
 async def run_level(target: Target, concurrency: int) -> list[Sample]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
-        return await asyncio.gather(*(one_stream(http, target) for _ in range(concurrency)))
+    return list(await asyncio.gather(*(one_stream(target) for _ in range(concurrency))))
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -62,7 +62,9 @@ class OllamaBackend:
         self.client = ollama.AsyncClient(host=base_url, timeout=timeout)
         # The token path uses httpcore (httpx's transport) directly: same connections and errors,
         # without httpx's per-request layers, which cost a third of the bridge's CPU per request.
-        self._pool = httpcore.AsyncConnectionPool(max_keepalive_connections=64, keepalive_expiry=30.0)
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
+        )
         self._chat_url = f"{base_url}/api/chat"
         self._chat_headers = [(b"Host", urlsplit(base_url).netloc.encode()), (b"Content-Type", b"application/json")]
         self._timeouts = {
@@ -163,27 +165,26 @@ class OllamaBackend:
         headers = [*self._chat_headers, (b"Content-Length", str(len(content)).encode())]
         hide_thinking = self.settings.think == "hide"
         inter_token = self.settings.inter_token_timeout_s
+        # httpcore reads the read timeout when the body starts: the first wait (headers, i.e. a
+        # model load) gets first_token_timeout_s, every later read inter_token_timeout_s.
+        timeouts = {"timeout": dict(self._timeouts["timeout"])}
         thinking = False
         try:
             async with self._pool.stream(
-                "POST", self._chat_url, headers=headers, content=content, extensions=self._timeouts
+                "POST", self._chat_url, headers=headers, content=content, extensions=timeouts
             ) as response:
                 if response.status != 200:
                     message = _error_text(await response.aread(), response.status)
                     raise UpstreamError(
                         _kind_of(response.status, message), _describe_status(tag, response.status, message)
                     )
+                timeouts["timeout"]["read"] = inter_token
                 lines = _ndjson_lines(response.aiter_stream())
                 while True:
                     try:
-                        async with asyncio.timeout(inter_token):
-                            line = await anext(lines)
+                        line = await anext(lines)
                     except StopAsyncIteration:
                         raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done") from None
-                    except TimeoutError:
-                        raise UpstreamError(
-                            "timeout", f"Ollama sent nothing for {inter_token:g}s while generating with {tag}"
-                        ) from None
                     chunk = json.loads(line)
                     if "error" in chunk:
                         message = str(chunk["error"])
@@ -211,10 +212,8 @@ class OllamaBackend:
                         return
                     yield text
         except httpcore.TimeoutException as exc:
-            raise UpstreamError(
-                "timeout",
-                f"Ollama did not answer within {self.settings.first_token_timeout_s:g}s for {tag} ({exc!r})",
-            ) from exc
+            waited = timeouts["timeout"]["read"]
+            raise UpstreamError("timeout", f"Ollama sent nothing for {waited:g}s for {tag} ({exc!r})") from exc
         except httpcore.ConnectError as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
