@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from llm_runner import __version__
@@ -51,9 +53,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def metrics() -> Response:
             return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONByDefault)
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
     logging.getLogger("llm_runner").setLevel(settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     return app
+
+
+def contract_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents its 422 for every body; we answer 400 instead (go-livepeer reads 422 as
+    a silent success), so the published schema says so too."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in schema["paths"].values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault(
+                        "400",
+                        {
+                            "description": "Bad request",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPError"}}},
+                        },
+                    )
+        schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+        schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -41,6 +41,8 @@ class Script:
     error_after: int | None = None  # send {"error": ...} after N tokens
     close_after: int | None = None  # drop the connection after N tokens
     end_without_done_after: int | None = None  # end the body cleanly after N tokens, no done line
+    stall_after: int | None = None  # go silent for stall_seconds after N tokens
+    stall_seconds: float = 0.0
     warm_delay: float = 0.0
     pull_fail: str | None = None  # in-stream pull error message
     pull_delay: float = 0.0  # seconds per pull progress step
@@ -243,6 +245,10 @@ class StandIn:
                 if i == script.close_after:
                     finished = True  # on purpose, not a cancellation
                     raise ScriptedAbort("scripted abrupt close")
+                if i == script.stall_after:
+                    await asyncio.wait([gone], timeout=script.stall_seconds)
+                    if gone.done():
+                        return
                 if i == script.end_without_done_after:
                     await finish(send)
                     finished = True

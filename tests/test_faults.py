@@ -1,0 +1,119 @@
+"""Faults around the runner: Ollama dying, stalling or slow, SIGTERM, crowds that leave."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import httpx
+import pytest
+
+from tests.conftest import LLAMA, go_body
+from tests.golivepeer import parse_livepeer_stream
+from tests.servers import Runner, StandIn, free_port
+
+
+async def first_data_line(response: httpx.Response) -> None:
+    async for line in response.aiter_lines():
+        if line.startswith("data: "):
+            return
+
+
+async def test_ollama_killed_mid_stream_gives_a_terminal_chunk_and_the_runner_recovers(client):
+    port = free_port()
+    ollama = StandIn(port).start()
+    try:
+        env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "5"}
+        with Runner(env) as runner:
+            runner.wait_status("OK")
+            ollama.script(tokens=1000, token_rate=50)
+            body = b""
+            async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+                    if body.count(b"data: ") == 3:
+                        ollama.process.kill()  # SIGKILL: no goodbye
+            stream = parse_livepeer_stream(body, LLAMA)
+            assert stream.finish_reason == "error" and stream.usage["completion_tokens"] >= 3
+            assert (await client.get(runner.url + "/health")).json()["status"] in ("LOADING", "OK")
+            ollama = StandIn(port).start()
+            runner.wait_status("OK")
+            again = await client.post(runner.url + "/llm", json=go_body(stream=True))
+            assert parse_livepeer_stream(again.content, LLAMA).finish_reason == "stop"
+    finally:
+        ollama.stop()
+
+
+async def test_slow_first_token_is_not_a_timeout_but_a_stalled_stream_is(ollama, client):
+    env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_INTER_TOKEN_TIMEOUT_S": "0.5"}
+    with Runner(env) as runner:
+        runner.wait_status("OK")
+        ollama.script(first_token_delay=2.0)  # a model load: no headers for 2 s
+        slow = await client.post(runner.url + "/llm", json=go_body(stream=True))
+        assert parse_livepeer_stream(slow.content, LLAMA).finish_reason == "stop"
+        ollama.script(first_token_delay=0, stall_after=4, stall_seconds=5)
+        stalled = parse_livepeer_stream((await client.post(runner.url + "/llm", json=go_body(stream=True))).content)
+        assert stalled.finish_reason == "error" and stalled.usage["completion_tokens"] == 4
+        ollama.script(stall_after=None)
+        assert (await ollama.until(lambda s: s["open_generations"] == 0))["open_generations"] == 0
+
+
+async def test_a_thousand_clients_leaving_mid_stream_leave_no_generation_open(ollama):
+    ollama.script(tokens=400, token_rate=20)
+    env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "256"}
+    with Runner(env) as runner:
+        runner.wait_status("OK")
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as http:
+
+            async def leaver() -> None:
+                async with http.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=400)) as r:
+                    assert r.status_code == 200
+                    await first_data_line(r)
+
+            for _ in range(4):  # four waves of 250
+                await asyncio.gather(*(leaver() for _ in range(250)))
+        stats = await ollama.until(lambda s: s["open_generations"] == 0, within=15)
+        assert stats["open_generations"] == 0 and stats["cancelled"] == 1000 and stats["completed"] == 0
+        metrics = (await httpx.AsyncClient().get(runner.url + "/metrics")).text
+        assert "llm_runner_in_flight 0.0" in metrics
+
+
+async def test_sigterm_lets_running_streams_finish_and_refuses_new_ones(ollama, client):
+    ollama.script(tokens=30, token_rate=20)  # 1.5 s per stream
+    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "4"}) as runner:
+        runner.wait_status("OK")
+
+        async def stream() -> bytes:
+            body = b""
+            async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True)) as r:
+                async for chunk in r.aiter_bytes():
+                    body += chunk
+            return body
+
+        running = [asyncio.create_task(stream()) for _ in range(3)]
+        await ollama.until(lambda s: s["open_generations"] == 3)
+        runner.signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        with pytest.raises(httpx.HTTPError):  # the listening socket is closed
+            await client.post(runner.url + "/llm", json=go_body(), timeout=2)
+        for body in await asyncio.gather(*running):
+            stream_ = parse_livepeer_stream(body, LLAMA)
+            assert stream_.finish_reason == "stop" and stream_.usage["completion_tokens"] == 30
+        assert runner.process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal when done
+
+
+async def test_drain_is_bounded_and_cut_streams_still_end_cleanly(ollama, client):
+    ollama.script(tokens=1000, token_rate=20)  # would take 50 s
+    env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_DRAIN_TIMEOUT_S": "1"}
+    with Runner(env) as runner:
+        runner.wait_status("OK")
+        body = b""
+        async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
+            async for chunk in r.aiter_bytes():
+                body += chunk
+                if body.count(b"data: ") == 2 and runner.process.poll() is None:
+                    runner.signal(signal.SIGTERM)
+        stream = parse_livepeer_stream(body, LLAMA)
+        assert stream.finish_reason == "error" and stream.usage["completion_tokens"] < 100
+        assert runner.process.wait(15) in (0, -signal.SIGTERM)
+    assert (await ollama.until(lambda s: s["open_generations"] == 0))["open_generations"] == 0
