@@ -52,10 +52,16 @@ async def relay(args: argparse.Namespace) -> dict:
             runner.wait_status("OK")
             pid = runner.process.pid
             report["rss_start_mb"] = rss_mb(pid)
+            ollama.script(tokens=args.tokens, token_rate=args.rate)
             for n in levels:
-                ollama.script(tokens=args.tokens, token_rate=args.rate)
-                direct = summarize(await run_level(direct_target(ollama.url, args.tokens), n))
-                bridged = summarize(await run_level(runner_target(runner.url, args.tokens), n))
+                # At least 64 samples per level; small levels repeat, each path warmed up first.
+                rounds = max(1, 64 // n)
+                samples: dict[str, list] = {"direct": [], "runner": []}
+                for target in (direct_target(ollama.url, args.tokens), runner_target(runner.url, args.tokens)):
+                    await run_level(target, min(n, 16))
+                    for _ in range(rounds):
+                        samples[target.name] += await run_level(target, n)
+                direct, bridged = summarize(samples["direct"]), summarize(samples["runner"])
                 level = {
                     "n": n,
                     "direct": direct,

@@ -50,8 +50,13 @@ class Target:
     is_token: Callable[[bytes], bool]
 
 
-def direct_target(ollama_url: str, max_tokens: int) -> Target:
-    body = {"model": TAG, "messages": MESSAGES, "stream": True, "options": {"num_predict": max_tokens}}
+def direct_target(ollama_url: str, max_tokens: int, tag: str = TAG, options: dict | None = None) -> Target:
+    body = {
+        "model": tag,
+        "messages": MESSAGES,
+        "stream": True,
+        "options": {"num_predict": max_tokens, **(options or {})},
+    }
     return Target("direct", ollama_url + "/api/chat", body, is_ndjson_token)
 
 

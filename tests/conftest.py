@@ -33,6 +33,16 @@ def ollama(standin_server: StandIn) -> StandIn:
     return standin_server
 
 
+@pytest.fixture
+def own_ollama() -> Iterator[StandIn]:
+    """A stand-in of this test's own, to stop, kill and start again (it keeps its port)."""
+    server = StandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def runner(standin_server: StandIn) -> Iterator[Runner]:
     """A runner serving the default Llama model from the shared stand-in."""

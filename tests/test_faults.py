@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import LLAMA, go_body
 from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner, StandIn, free_port
+from tests.servers import Runner
 
 
 async def first_data_line(response: httpx.Response) -> None:
@@ -19,29 +19,24 @@ async def first_data_line(response: httpx.Response) -> None:
             return
 
 
-async def test_ollama_killed_mid_stream_gives_a_terminal_chunk_and_the_runner_recovers(client):
-    port = free_port()
-    ollama = StandIn(port).start()
-    try:
-        env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "5"}
-        with Runner(env) as runner:
-            runner.wait_status("OK")
-            ollama.script(tokens=1000, token_rate=50)
-            body = b""
-            async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
-                async for chunk in r.aiter_bytes():
-                    body += chunk
-                    if body.count(b"data: ") == 3:
-                        ollama.process.kill()  # SIGKILL: no goodbye
-            stream = parse_livepeer_stream(body, LLAMA)
-            assert stream.finish_reason == "error" and stream.usage["completion_tokens"] >= 3
-            assert (await client.get(runner.url + "/health")).json()["status"] in ("LOADING", "OK")
-            ollama = StandIn(port).start()
-            runner.wait_status("OK")
-            again = await client.post(runner.url + "/llm", json=go_body(stream=True))
-            assert parse_livepeer_stream(again.content, LLAMA).finish_reason == "stop"
-    finally:
-        ollama.stop()
+async def test_ollama_killed_mid_stream_gives_a_terminal_chunk_and_the_runner_recovers(own_ollama, client):
+    env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "5"}
+    with Runner(env) as runner:
+        runner.wait_status("OK")
+        own_ollama.script(tokens=1000, token_rate=50)
+        body = b""
+        async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
+            async for chunk in r.aiter_bytes():
+                body += chunk
+                if body.count(b"data: ") == 3:
+                    own_ollama.process.kill()  # SIGKILL: no goodbye
+        stream = parse_livepeer_stream(body, LLAMA)
+        assert stream.finish_reason == "error" and stream.usage["completion_tokens"] >= 3
+        assert (await client.get(runner.url + "/health")).json()["status"] in ("LOADING", "OK")
+        own_ollama.start()
+        runner.wait_status("OK")
+        again = await client.post(runner.url + "/llm", json=go_body(stream=True))
+        assert parse_livepeer_stream(again.content, LLAMA).finish_reason == "stop"
 
 
 async def test_slow_first_token_is_not_a_timeout_but_a_stalled_stream_is(ollama, client):

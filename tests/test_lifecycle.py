@@ -69,24 +69,19 @@ async def test_ollama_down_at_start_then_up_later(client):
             assert parse_livepeer_stream(response.content, LLAMA).finish_reason == "stop"
 
 
-async def test_ollama_restart_is_noticed_and_recovered_without_restarting_the_runner(client):
-    port = free_port()
-    ollama = StandIn(port).start()
-    try:
-        env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "0.3"}
-        with Runner(env) as runner:
-            runner.wait_status("OK")
-            ollama.stop()
-            runner.wait_status("LOADING")
-            response = await client.post(runner.url + "/llm", json=go_body())
-            assert response.status_code == 500 and "unreachable" in response.json()["detail"]["msg"]
-            ollama = StandIn(port).start()
-            runner.wait_status("OK")
-            assert ollama.stats()["warmups"] == 1  # warmed again on the new Ollama
-            response = await client.post(runner.url + "/llm", json=go_body())
-            assert response.status_code == 200
-    finally:
-        ollama.stop()
+async def test_ollama_restart_is_noticed_and_recovered_without_restarting_the_runner(own_ollama, client):
+    env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "0.3"}
+    with Runner(env) as runner:
+        runner.wait_status("OK")
+        own_ollama.stop()
+        runner.wait_status("LOADING")
+        response = await client.post(runner.url + "/llm", json=go_body())
+        assert response.status_code == 500 and "unreachable" in response.json()["detail"]["msg"]
+        own_ollama.start()
+        runner.wait_status("OK")
+        assert own_ollama.stats()["warmups"] == 1  # warmed again on the new Ollama
+        response = await client.post(runner.url + "/llm", json=go_body())
+        assert response.status_code == 200
 
 
 async def test_several_models_each_under_its_own_prefix(client):
