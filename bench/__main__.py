@@ -54,11 +54,11 @@ async def relay(args: argparse.Namespace) -> dict:
             report["rss_start_mb"] = rss_mb(pid)
             ollama.script(tokens=args.tokens, token_rate=args.rate)
             for n in levels:
-                # At least 64 samples per level; small levels repeat, each path warmed up first.
-                rounds = max(1, 64 // n)
+                # At least 16 samples per level (small levels repeat); each path warmed up first.
+                rounds = max(1, 16 // n)
                 samples: dict[str, list] = {"direct": [], "runner": []}
                 for target in (direct_target(ollama.url, args.tokens), runner_target(runner.url, args.tokens)):
-                    await run_level(target, min(n, 16))
+                    await run_level(target, min(n, 4))
                     for _ in range(rounds):
                         samples[target.name] += await run_level(target, n)
                 direct, bridged = summarize(samples["direct"]), summarize(samples["runner"])

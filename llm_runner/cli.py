@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from llm_runner import __version__
+from llm_runner.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,9 +45,8 @@ def fail(message: str) -> int:
     return 2
 
 
-def load_settings():  # -> Settings, or raises SystemExit with a clear message
-    from llm_runner.settings import Settings
-
+def load_settings() -> Settings:
+    """Settings from the environment, or exit 2 with a clear message."""
     try:
         return Settings.from_env()
     except ValidationError as exc:
@@ -112,7 +111,3 @@ def _engine(args: argparse.Namespace) -> int:
     app = create_engine_app(Path(args.models_dir) if args.models_dir else None, args.threads)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
-
-
-def run_async(coro) -> int:  # small helper for the operator commands
-    return asyncio.run(coro)

@@ -233,7 +233,7 @@ def create_engine_app(models_dir: Path | None = None, n_threads: int | None = No
             raise OllamaError(400, f'"{body.model}" does not support thinking')
         loaded = await engine.load(body.model, body.options.get("num_ctx"))
         if not body.messages:
-            return _single_or_stream(body.stream, _load_reply(body.model, loaded, chat=True))
+            return _single_or_stream(body.stream, _load_reply(body.model, chat=True))
         messages = [m.model_dump() for m in body.messages]
         prompt = await asyncio.to_thread(loaded.prompt_tokens, messages)
         return await _generation(body.model, loaded, prompt, _sampling(body.options), body.stream, chat=True)
@@ -242,7 +242,7 @@ def create_engine_app(models_dir: Path | None = None, n_threads: int | None = No
     async def generate(body: GenerateBody) -> Response:
         loaded = await engine.load(body.model, body.options.get("num_ctx"))
         if not body.prompt:
-            return _single_or_stream(body.stream, _load_reply(body.model, loaded, chat=False))
+            return _single_or_stream(body.stream, _load_reply(body.model, chat=False))
         messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
             {"role": "user", "content": body.prompt}
         ]
@@ -290,7 +290,7 @@ def _final(model: str, result: Result, total_ns: int, *, chat: bool, text: str =
     return final
 
 
-def _load_reply(model: str, loaded: LoadedModel, *, chat: bool) -> dict[str, Any]:
+def _load_reply(model: str, *, chat: bool) -> dict[str, Any]:
     reply = _piece(model, "", chat=chat)
     reply.update(done=True, done_reason="load")
     return reply
