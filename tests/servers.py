@@ -138,6 +138,8 @@ class Runner(Server):
 class Engine(Server):
     """`llm-runner engine`: the embedded Ollama-compatible llama.cpp server."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, models_dir: Path | None = None) -> None:
         port = port or free_port()
-        super().__init__(["-m", "llm_runner", "engine", "--port", str(port)], port, ready_path="/api/version")
+        args = ["-m", "llm_runner", "engine", "--port", str(port)]
+        args += ["--models-dir", str(models_dir)] if models_dir else []
+        super().__init__(args, port, ready_path="/api/version")

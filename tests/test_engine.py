@@ -56,6 +56,15 @@ async def test_official_client_lists_shows_and_reports_loaded_models(engine):
     assert loaded.model == TAG and loaded.context_length == 2048
 
 
+async def test_extra_gguf_files_are_served_from_a_folder(tmp_path):
+    (tmp_path / "Tiny-Chat.gguf").symlink_to(bundled_gguf())
+    with Engine(models_dir=tmp_path) as engine:
+        client = ollama.AsyncClient(host=engine.url)
+        assert {m.model for m in (await client.list()).models} == {TAG, "tiny-chat:latest"}
+        answer = await client.chat("tiny-chat", messages=QUESTION, options={"num_predict": 4})
+        assert answer.eval_count == 4 and answer.done_reason == "length"
+
+
 async def test_official_client_chat_stream_and_non_stream(engine):
     client = ollama.AsyncClient(host=engine.url)
     chunks = [c async for c in await client.chat(TAG, messages=QUESTION, stream=True, options={"num_predict": 12})]
