@@ -58,7 +58,6 @@ async def livepeer_events(
     *,
     first: str | Finish,
     on_finish: Callable[[str, int, int, UpstreamError | None], None],
-    on_token: Callable[[], None] | None = None,
     shutdown: anyio.Event | None = None,
     drain_s: float = 0.0,
 ) -> AsyncIterator[bytes]:
@@ -75,8 +74,6 @@ async def livepeer_events(
                 yield DONE_EVENT
                 return
             completion += 1
-            if on_token is not None:
-                on_token()
             if event:
                 yield chunks.event(event, "", 0, completion)
             if shutdown is not None and shutdown.is_set() and deadline is None:
