@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.loadgen import direct_target, one_stream, run_level, runner_target, summarize
+from bench.loadgen import Connections, direct_target, one_stream, run_level, runner_target, summarize
 from tests.servers import Runner, StandIn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,9 +58,11 @@ async def relay(args: argparse.Namespace) -> dict:
                 rounds = max(1, 16 // n)
                 samples: dict[str, list] = {"direct": [], "runner": []}
                 for target in (direct_target(ollama.url, args.tokens), runner_target(runner.url, args.tokens)):
-                    await run_level(target, min(n, 4))
+                    connections = Connections()  # kept alive across rounds, as go-livepeer does
+                    await run_level(target, min(n, 4), connections)
                     for _ in range(rounds):
-                        samples[target.name] += await run_level(target, n)
+                        samples[target.name] += await run_level(target, n, connections)
+                    connections.close()
                 direct, bridged = summarize(samples["direct"]), summarize(samples["runner"])
                 level = {
                     "n": n,
@@ -122,10 +124,12 @@ async def soak(runner_url: str, total: int, concurrency: int) -> int:
 
     async def worker() -> None:
         nonlocal remaining, errors
+        connections = Connections()
         while remaining > 0:
             remaining -= 1
-            sample = await one_stream(target)
+            sample = await one_stream(target, connections)
             errors += bool(sample.error) or sample.tokens != 20
+        connections.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return errors

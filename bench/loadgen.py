@@ -65,23 +65,46 @@ def runner_target(runner_url: str, max_tokens: int, model: str = LLAMA) -> Targe
     return Target("runner", runner_url + "/llm", body, is_sse_token)
 
 
-async def one_stream(target: Target) -> Sample:
-    """POST one streaming request over a raw HTTP/1.1 connection and time every token line.
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one host, as go-livepeer's http.Client keeps them."""
+
+    def __init__(self) -> None:
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+        return await asyncio.open_connection(host, port)
+
+    def put(self, connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        self.idle.append(connection)
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+async def one_stream(target: Target, connections: Connections | None = None) -> Sample:
+    """POST one streaming request over raw HTTP/1.1 and time every token line.
 
     A bare asyncio client (no httpx) so that the measuring side costs as little CPU as possible:
     client, stand-in and runner share the same few cores.
     """
+    connections = connections or Connections()
     sample = Sample()
     url = urlsplit(target.url)
     body = json.dumps(target.body).encode()
     started = time.perf_counter()
     last = first = started
-    writer = None
+    connection = None
     try:
-        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        connection = reader, writer = await connections.get(url.hostname or "127.0.0.1", url.port or 80)
         writer.write(
             f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
         status = int((await reader.readline()).split()[1])
@@ -94,6 +117,7 @@ async def one_stream(target: Target) -> Sample:
         while True:
             size = int((await reader.readline()).strip() or b"0", 16)
             if size == 0:
+                await reader.readline()  # the CRLF after the last chunk
                 break
             pending += await reader.readexactly(size + 2)
             pending = pending[:-2]
@@ -111,16 +135,19 @@ async def one_stream(target: Target) -> Sample:
                 sample.tokens += 1
         if sample.tokens:
             sample.duration = last - first
+        connections.put(connection)
+        connection = None
     except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
     finally:
-        if writer is not None:
-            writer.close()
+        if connection is not None:
+            connection[1].close()
     return sample
 
 
-async def run_level(target: Target, concurrency: int) -> list[Sample]:
-    return list(await asyncio.gather(*(one_stream(target) for _ in range(concurrency))))
+async def run_level(target: Target, concurrency: int, connections: Connections | None = None) -> list[Sample]:
+    connections = connections or Connections()
+    return list(await asyncio.gather(*(one_stream(target, connections) for _ in range(concurrency))))
 
 
 def percentile(values: list[float], q: float) -> float:
