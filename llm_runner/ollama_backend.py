@@ -141,7 +141,8 @@ class OllamaBackend:
         """The exact /api/chat body for a Livepeer request."""
         options: dict[str, int | float] = {
             **self._options_base,
-            "num_predict": request.max_tokens,
+            # never more than the context: past it Ollama shifts the context and can run away
+            "num_predict": min(request.max_tokens, self.settings.num_ctx),
             "temperature": request.temperature,
             "top_p": request.top_p,
         }

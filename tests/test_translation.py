@@ -26,6 +26,11 @@ async def test_client_sampling_values_reach_ollama(runner, ollama, client):
     assert options == {"num_ctx": 4096, "num_predict": 9, "temperature": 0.2, "top_p": 0.5, "top_k": 40}
 
 
+async def test_max_tokens_beyond_the_context_is_capped_at_num_ctx(runner, ollama, client):
+    await client.post(runner.url + "/llm", json=go_body(max_tokens=1_000_000))
+    assert ollama.stats()["chat_bodies"][-1]["options"]["num_predict"] == 4096
+
+
 async def test_configured_num_ctx_and_keep_alive_are_sent_on_warm_up_and_every_request(standin_server, client):
     standin_server.reset()
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "LLM_RUNNER_NUM_CTX": "8192"}
