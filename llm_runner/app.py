@@ -15,7 +15,7 @@ from llm_runner import __version__
 from llm_runner.errors import install_error_handlers
 from llm_runner.middleware import BodySizeLimit, JSONByDefault, RequestMetricsMiddleware
 from llm_runner.openai_routes import openai_router
-from llm_runner.routes import livepeer_router
+from llm_runner.routes import livepeer_router, status_router
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for model in runtime.models:
         app.include_router(livepeer_router(runtime, model, root=False), prefix=f"/models/{model.slug}")
     app.include_router(openai_router(runtime))
+    app.include_router(status_router(runtime))
 
     if settings.metrics:
 

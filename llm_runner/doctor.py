@@ -116,10 +116,14 @@ class Doctor:
                 health = (await client.get(f"{self.runner_url}/health")).json()
                 headers = {"Authorization": f"Bearer {self.settings.auth_token}"} if self.settings.auth_token else {}
                 version = (await client.get(f"{self.runner_url}/version", headers=headers)).json()
+                details = (await client.get(f"{self.runner_url}/status", headers=headers)).json()
         except (httpx.HTTPError, ValueError) as exc:
             self.report(None, f"runner not answering at {self.runner_url} ({type(exc).__name__}); is it running?")
             return
         status = health.get("status")
         self.report({"OK": True, "ERROR": False}.get(status), f"runner /health at {self.runner_url}: {status}")
+        for model in details.get("models", []):
+            if model.get("status") != "OK":
+                self.report(None, f"runner: {model.get('model_id')} is {model.get('status')}: {model.get('detail')}")
         reported = version.get("model_id")
         self.report(reported == model_ids[0], f"runner /version reports model_id {reported!r}")

@@ -7,6 +7,7 @@ when the client leaves, and every failure releases the slot and closes the upstr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from llm_runner.errors import BadRequest, NotReady, UpstreamError
 from llm_runner.ollama_backend import Finish
 from llm_runner.runtime import Runtime, ServedModel
 from llm_runner.streaming import until_disconnected
+
+log = logging.getLogger("llm_runner.generation")
 
 
 @dataclass
@@ -64,9 +67,22 @@ async def open_generation(request: Request, runtime: Runtime, model: ServedModel
     events = runtime.backend.generate(model.tag, body, think_off=lifecycle.think_off(model.model_id))
     metrics = runtime.metrics
 
+    first_at = arrived
+
     def finish(reason: str, prompt: int, completion: int, error: UpstreamError | None) -> None:
         release()
-        metrics.duration.labels(model.model_id, reason).observe(time.monotonic() - arrived)
+        now = time.monotonic()
+        log.info(
+            "%s %s: %s, %d prompt + %d completion tokens, first token %.0f ms, total %.0f ms",
+            "stream" if body.stream else "answer",
+            model.model_id,
+            reason,
+            prompt,
+            completion,
+            (first_at - arrived) * 1e3,
+            (now - arrived) * 1e3,
+        )
+        metrics.duration.labels(model.model_id, reason).observe(now - arrived)
         metrics.completion_tokens.labels(model.model_id).inc(completion)
         metrics.prompt_tokens.labels(model.model_id).inc(prompt)
         if error is not None:
@@ -82,7 +98,8 @@ async def open_generation(request: Request, runtime: Runtime, model: ServedModel
             if exc.kind == "not_found":
                 lifecycle.report_missing(model.model_id)
         raise
-    metrics.ttft.labels(model.model_id).observe(time.monotonic() - arrived)
+    first_at = time.monotonic()
+    metrics.ttft.labels(model.model_id).observe(first_at - arrived)
     return Generation(model, first, events, finish, release)
 
 

@@ -92,6 +92,36 @@ def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIR
     return router
 
 
+def status_router(runtime: Runtime) -> APIRouter:
+    """`GET /status`: what /health cannot say (go-livepeer reads only `status`), for operators."""
+    router = APIRouter()
+
+    @router.get("/status", dependencies=[Depends(require_token)], include_in_schema=False)
+    async def status() -> dict:
+        lifecycle = runtime.lifecycle
+        return {
+            "status": lifecycle.status(),
+            "backend": runtime.backend_description,
+            "ollama_version": lifecycle.ollama_version,
+            "in_flight": runtime.admission.in_flight,
+            "queued": runtime.admission.waiting,
+            "concurrency": runtime.admission.limit,
+            "models": [
+                {
+                    "model_id": state.model_id,
+                    "tag": state.tag,
+                    "status": state.status,
+                    "detail": state.detail,
+                    "quantization": state.quantization,
+                    "capabilities": list(state.capabilities),
+                }
+                for state in lifecycle.states.values()
+            ],
+        }
+
+    return router
+
+
 def pick_model(runtime: Runtime, path_model: ServedModel, requested: str, *, root: bool) -> ServedModel:
     """Empty `model` → this path's model; at the root any served id may be named."""
     if not requested or requested == path_model.model_id:

@@ -27,10 +27,12 @@ def standin_server() -> Iterator[StandIn]:
 
 
 @pytest.fixture
-def ollama(standin_server: StandIn) -> StandIn:
-    """The shared stand-in, reset to its defaults (llama3.1:8b present, 12 tokens per answer)."""
+def ollama(standin_server: StandIn) -> Iterator[StandIn]:
+    """The shared stand-in, reset to its defaults (llama3.1:8b present, 12 tokens per answer)
+    before and after the test, so no script leaks into the next one."""
     standin_server.reset()
-    return standin_server
+    yield standin_server
+    standin_server.reset()
 
 
 @pytest.fixture
@@ -46,6 +48,7 @@ def own_ollama() -> Iterator[StandIn]:
 @pytest.fixture(scope="session")
 def runner(standin_server: StandIn) -> Iterator[Runner]:
     """A runner serving the default Llama model from the shared stand-in."""
+    standin_server.reset()
     with Runner({"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "2"}) as server:
         server.wait_status("OK")
         yield server

@@ -18,12 +18,16 @@ async def test_missing_model_is_pulled_and_warmed_then_ok(client):
         ollama.script(models=[], pull_delay=0.3, warm_delay=0.5)
         with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
             assert (await client.get(runner.url + "/health")).json() == {"status": "LOADING"}
+            (model,) = (await client.get(runner.url + "/status")).json()["models"]
+            assert model["status"] == "LOADING" and "llama3.1:8b" in model["detail"]  # why, for operators
             # a job arriving while LOADING waits (bounded) instead of failing
             response = await client.post(runner.url + "/llm", json=go_body(stream=True))
             assert parse_livepeer_stream(response.content, LLAMA).finish_reason == "stop"
             assert (await client.get(runner.url + "/health")).json() == {"status": "OK"}
             stats = ollama.stats()
             assert stats["pulls"] == 1 and stats["warmups"] == 1
+            status = (await client.get(runner.url + "/status")).json()
+            assert status["ollama_version"] == "0.12.6" and status["models"][0]["quantization"] == "Q4_K_M"
             assert "pulling llama3.1:8b" in runner.log()
 
 
