@@ -82,6 +82,16 @@ async def open_generation(request: Request, runtime: Runtime, model: ServedModel
             (first_at - arrived) * 1e3,
             (now - arrived) * 1e3,
         )
+        if prompt + completion >= settings.num_ctx:
+            metrics.context_full.labels(model.model_id).inc()
+            log.warning(
+                "%s: the context window is full (%d prompt + %d completion >= num_ctx %d): Ollama may have "
+                "dropped the oldest messages; raise LLM_RUNNER_NUM_CTX if the GPU has room",
+                model.model_id,
+                prompt,
+                completion,
+                settings.num_ctx,
+            )
         metrics.duration.labels(model.model_id, reason).observe(now - arrived)
         metrics.completion_tokens.labels(model.model_id).inc(completion)
         metrics.prompt_tokens.labels(model.model_id).inc(prompt)

@@ -42,6 +42,12 @@ class RunnerMetrics:
             ["model"],
             registry=r,
         )
+        self.context_full = Counter(
+            "llm_runner_context_full",
+            "Generations that filled num_ctx (Ollama silently drops old messages to fit).",
+            ["model"],
+            registry=r,
+        )
         self.upstream_errors = Counter("llm_runner_upstream_errors", "Ollama failures by kind.", ["kind"], registry=r)
 
     def bind(self, admission: Admission, lifecycle: ModelLifecycle) -> None:

@@ -36,3 +36,15 @@ async def test_metrics_follow_requests_tokens_errors_and_model_state(runner, oll
     assert sample(after, f'llm_runner_model_state{{{model},state="OK"}}') == 1
     assert sample(after, f'llm_runner_model_state{{{model},state="LOADING"}}') == 0
     assert sample(after, "llm_runner_in_flight") == 0 and sample(after, "llm_runner_queued") == 0
+
+
+async def test_a_full_context_is_counted_and_logged(ollama, client):
+    from tests.servers import Runner
+
+    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_NUM_CTX": "256"}) as small:
+        small.wait_status("OK")
+        long_prompt = go_body(messages=[{"role": "user", "content": "word " * 300}])
+        assert (await client.post(small.url + "/llm", json=long_prompt)).status_code == 200
+        metrics = (await client.get(small.url + "/metrics")).text
+        assert sample(metrics, f'llm_runner_context_full_total{{model="{LLAMA}"}}') == 1
+        assert "LLM_RUNNER_NUM_CTX" in small.wait_log("context window is full")
