@@ -178,13 +178,15 @@ class ModelLifecycle:
 
     async def _pull(self, state: ModelState) -> None:
         state.set(LOADING, f"pulling {state.tag}")
-        last_logged = -10
+        layer, last_logged = None, -10
         async for progress in self.backend.pull(state.tag):
             total, done = progress.total or 0, progress.completed or 0
+            if progress.digest != layer:  # each layer counts from 0 % again
+                layer, last_logged = progress.digest, -10
             if total:
                 percent = int(done * 100 / total)
                 state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
-                if percent >= last_logged + 10:
+                if percent >= last_logged + 10:  # a log line every 10 %
                     last_logged = percent - percent % 10
                     log.info("%s: %s", state.model_id, state.detail)
             else:
