@@ -118,8 +118,5 @@ async def _collect(first: str | Finish, events: AsyncIterator[str | Finish]) -> 
     event = first
     while not isinstance(event, Finish):
         parts.append(event)
-        try:
-            event = await anext(events)
-        except StopAsyncIteration:
-            raise UpstreamError("truncated", "backend stream ended without a finish") from None
+        event = await anext(events)
     return "".join(parts), event

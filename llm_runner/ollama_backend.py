@@ -10,7 +10,8 @@ cost more than the rest of the relay. Closing the upstream response is also the 
 Ollama stop generating, and here it is explicit.
 
 Generations yield backend-neutral events: `str` deltas (one per Ollama chunk, i.e. per token,
-possibly empty) and one final `Finish` with Ollama's exact token counts.
+possibly empty) and one final `Finish` with Ollama's exact token counts. A generation either ends
+with that `Finish` or raises `UpstreamError` (a stream cut short included): consumers rely on it.
 """
 
 from __future__ import annotations
@@ -58,39 +59,37 @@ class OllamaBackend:
             write=30.0,
             pool=settings.queue_timeout_s,
         )
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
         self.client = ollama.AsyncClient(host=base_url, timeout=timeout)
         # The token path uses httpcore (httpx's transport) directly: same connections and errors,
         # without httpx's per-request layers, which cost a third of the bridge's CPU per request.
         self._pool = httpcore.AsyncConnectionPool(
             max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
         )
-        self._chat_url = f"{base_url}/api/chat"
-        self._chat_headers = [(b"Host", urlsplit(base_url).netloc.encode()), (b"Content-Type", b"application/json")]
-        self._timeouts = {
-            "timeout": {
-                "connect": settings.connect_timeout_s,
-                "read": settings.first_token_timeout_s,
-                "write": 30.0,
-                "pool": settings.queue_timeout_s,
-            }
-        }
+        self._host_header = (b"Host", urlsplit(base_url).netloc.encode())
+        self._chat_headers = [self._host_header, (b"Content-Type", b"application/json")]
+        self._timeouts = {"timeout": timeout.as_dict()}
         self._options_base = {"num_ctx": settings.num_ctx}
 
     async def aclose(self) -> None:
         await self._pool.aclose()
-        await self._http.aclose()
-        await self.client._client.aclose()
+        await self.client.close()
 
     # -- liveness and management -------------------------------------------------------------
 
     async def version(self) -> str:
         """Ollama's version; raises UpstreamError(unreachable) when it does not answer."""
+        quick = self.settings.connect_timeout_s
         try:
-            response = await self._http.get("/api/version", timeout=self.settings.connect_timeout_s)
-            response.raise_for_status()
-            return str(response.json().get("version", "unknown"))
-        except (httpx.HTTPError, ValueError) as exc:
+            response = await self._pool.request(
+                "GET",
+                f"{self.base_url}/api/version",
+                headers=[self._host_header],
+                extensions={"timeout": {"connect": quick, "read": quick, "write": quick, "pool": quick}},
+            )
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            return str(json.loads(response.content).get("version", "unknown"))
+        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, ValueError) as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
 
     async def show(self, tag: str) -> ModelInfo | None:
@@ -172,7 +171,7 @@ class OllamaBackend:
         thinking = False
         try:
             async with self._pool.stream(
-                "POST", self._chat_url, headers=headers, content=content, extensions=timeouts
+                "POST", f"{self.base_url}/api/chat", headers=headers, content=content, extensions=timeouts
             ) as response:
                 if response.status != 200:
                     message = _error_text(await response.aread(), response.status)

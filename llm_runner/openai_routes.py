@@ -32,7 +32,7 @@ from llm_runner.generation import Generation, open_generation
 from llm_runner.ollama_backend import Finish
 from llm_runner.routes import require_token
 from llm_runner.runtime import Runtime
-from llm_runner.streaming import DONE_EVENT, GenerationResponse, LivepeerChunks
+from llm_runner.streaming import DONE_EVENT, GenerationResponse, completion_id
 
 
 class ContentPart(BaseModel):
@@ -128,11 +128,10 @@ def openai_router(runtime: Runtime) -> APIRouter:
             generation = await open_generation(request, runtime, model, body)
         except RunnerError as exc:
             return _as_openai(exc)
-        completion_id = LivepeerChunks(model.model_id).id
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             return GenerationResponse(
-                _openai_events(generation, completion_id, include_usage),
+                _openai_events(generation, completion_id(), include_usage),
                 generation.close,
                 shutdown_event=anyio.Event(),
                 shutdown_grace_period=runtime.settings.drain_timeout_s + 5,
@@ -143,7 +142,7 @@ def openai_router(runtime: Runtime) -> APIRouter:
             return _as_openai(exc)
         return JSONResponse(
             {
-                "id": completion_id,
+                "id": completion_id(),
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model.model_id,
@@ -169,13 +168,13 @@ def _usage(finish: Finish) -> dict[str, int]:
     }
 
 
-async def _openai_events(generation: Generation, completion_id: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _openai_events(generation: Generation, chunk_id: str, include_usage: bool) -> AsyncIterator[bytes]:
     model_id = generation.model.model_id
     created = int(time.time())
 
     def chunk(delta: dict, finish_reason: str | None, **extra: Any) -> bytes:
         payload = {
-            "id": completion_id,
+            "id": chunk_id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model_id,
@@ -198,10 +197,9 @@ async def _openai_events(generation: Generation, completion_id: str, include_usa
         if include_usage:
             yield chunk(None, None, usage=_usage(event))  # type: ignore[arg-type]
         yield DONE_EVENT
-    except (UpstreamError, StopAsyncIteration) as exc:
-        error = exc if isinstance(exc, UpstreamError) else UpstreamError("truncated", "stream ended early")
-        generation.finish("error", 0, completion, error)
-        payload = {"error": {"message": error.msg, "type": "api_error", "param": None, "code": None}}
+    except UpstreamError as exc:
+        generation.finish("error", 0, completion, exc)
+        payload = {"error": {"message": exc.msg, "type": "api_error", "param": None, "code": None}}
         yield b"data: " + json.dumps(payload).encode() + b"\n\n"
     finally:
         await generation.close()

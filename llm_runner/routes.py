@@ -29,7 +29,7 @@ from llm_runner.errors import BadRequest, Unauthorized
 from llm_runner.generation import open_generation
 from llm_runner.hardware import gpu_info
 from llm_runner.runtime import Runtime, ServedModel
-from llm_runner.streaming import GenerationResponse, LivepeerChunks, livepeer_events
+from llm_runner.streaming import GenerationResponse, LivepeerChunks, completion_id, livepeer_events
 
 ERROR_RESPONSES = {
     400: {"model": HTTPError, "description": "Bad request"},
@@ -149,7 +149,7 @@ async def run_llm(request: Request, runtime: Runtime, model: ServedModel, body: 
         return GenerationResponse(events, generation.close, shutdown_event=shutdown, shutdown_grace_period=drain_s + 5)
     text, finish = await generation.collect(request)
     response = LLMResponse(
-        id=LivepeerChunks(model.model_id).id,
+        id=completion_id(),
         model=model.model_id,
         created=int(time.time()),
         usage=LLMTokenUsage(

@@ -36,11 +36,16 @@ class ClientGone(BadRequest):
     """The client disconnected before we answered; nobody will read this error."""
 
 
+def completion_id() -> str:
+    """One per request, shaped like the official runner's (and OpenAI's)."""
+    return f"chatcmpl-{uuid.uuid4()}"
+
+
 class LivepeerChunks:
     """Encodes Livepeer `LLMResponse` chunks for one request (same id on every chunk)."""
 
     def __init__(self, model_id: str) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4()}"
+        self.id = completion_id()
         self._head = f'{{"id":"{self.id}","model":{json.dumps(model_id)},"created":'
 
     def event(self, content: str, finish_reason: str, prompt: int, completion: int) -> bytes:
@@ -83,11 +88,6 @@ async def livepeer_events(
             event = await anext(events)
     except UpstreamError as exc:
         log.warning("stream %s ended with an error after %d tokens: %s", chunks.id, completion, exc.msg)
-        on_finish("error", 0, completion, exc)
-        yield chunks.event("", "error", 0, completion)
-        yield DONE_EVENT
-    except StopAsyncIteration:
-        exc = UpstreamError("truncated", "backend stream ended without a finish")
         on_finish("error", 0, completion, exc)
         yield chunks.event("", "error", 0, completion)
         yield DONE_EVENT

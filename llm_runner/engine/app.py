@@ -113,6 +113,11 @@ class Engine:
             self.loaded[model.tag] = loaded
             return loaded
 
+    async def resident(self, name: str) -> LoadedModel:
+        """The model as it is loaded now (any context size), else loaded at the default one."""
+        current = self.loaded.get(self.find(name).tag)
+        return current if current is not None else await self.load(name, None)
+
     def details(self, loaded: LoadedModel | None) -> dict[str, Any]:
         return {
             "parent_model": "",
@@ -180,7 +185,7 @@ def create_engine_app(models_dir: Path | None = None, n_threads: int | None = No
     @app.post("/api/show")
     async def show(body: NameBody) -> dict[str, Any]:
         model = engine.find(body.tag)
-        loaded = await engine.load(model.tag, engine.loaded[model.tag].n_ctx if model.tag in engine.loaded else None)
+        loaded = await engine.resident(model.tag)
         meta = loaded.metadata
         arch = loaded.family
         info: dict[str, Any] = {
