@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=50.0, help="stand-in tokens/s per stream")
     parser.add_argument("--ceiling-streams", type=int, default=8)
-    parser.add_argument("--ceiling-tokens", type=int, default=5000)
+    parser.add_argument("--ceiling-tokens", type=int, default=4000, help="per stream; at most num_ctx")
     parser.add_argument("--soak", type=int, default=10_000, help="requests in the memory soak")
     parser.add_argument("--soak-concurrency", type=int, default=32)
     parser.add_argument("--plot", action="store_true", help="also write a PNG of TTFT and tok/s against N")
