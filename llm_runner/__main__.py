@@ -1,4 +1,4 @@
-from llm_runner.cli import main
+from llm_runner.ops.cli import main
 
 if __name__ == "__main__":
     main()

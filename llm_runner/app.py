@@ -12,10 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from llm_runner import __version__
-from llm_runner.errors import install_error_handlers
+from llm_runner.core.errors import install_error_handlers
+from llm_runner.livepeer.routes import livepeer_router, status_router
 from llm_runner.middleware import BodySizeLimit, JSONByDefault, RequestMetricsMiddleware
-from llm_runner.openai_routes import openai_router
-from llm_runner.routes import livepeer_router, status_router
+from llm_runner.openai.routes import openai_router
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
 

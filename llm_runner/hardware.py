@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from llm_runner.contract import GPUComputeInfo
+from llm_runner.livepeer.contract import GPUComputeInfo
 
 log = logging.getLogger("llm_runner.hardware")
 

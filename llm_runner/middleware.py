@@ -7,8 +7,8 @@ import json
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_runner.errors import error_body
-from llm_runner.metrics import RunnerMetrics
+from llm_runner.core.errors import error_body
+from llm_runner.core.metrics import RunnerMetrics
 
 
 class JSONByDefault:

@@ -12,18 +12,18 @@ from dataclasses import dataclass
 
 import httpx
 
-from llm_runner.admission import Admission
-from llm_runner.catalog import Catalog, model_slug
+from llm_runner.core.admission import Admission
+from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.engine.launcher import EngineProcess
-from llm_runner.lifecycle import ModelLifecycle
-from llm_runner.metrics import RunnerMetrics
-from llm_runner.ollama_backend import OllamaBackend
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
     DEFAULT_OLLAMA_MODEL,
     Settings,
 )
+from llm_runner.upstream.catalog import Catalog, model_slug
+from llm_runner.upstream.lifecycle import ModelLifecycle
+from llm_runner.upstream.ollama import OllamaBackend
 
 log = logging.getLogger("llm_runner")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_runner.catalog import model_slug
+from llm_runner.upstream.catalog import model_slug
 
 PIPELINE = "llm"
 

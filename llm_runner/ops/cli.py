@@ -8,10 +8,9 @@ import logging
 import sys
 from collections.abc import Callable
 
-from pydantic import ValidationError
-
 from llm_runner import __version__
-from llm_runner.settings import Settings
+from llm_runner.ops import commands as commands_module
+from llm_runner.ops.console import fail, load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,29 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     engine.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
     engine.set_defaults(run=_engine)
 
-    from llm_runner import operator_cli
-
-    operator_cli.register(commands)
+    commands_module.register(commands)
 
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     sys.exit(run(args))
-
-
-def fail(message: str) -> int:
-    print(f"llm-runner: error: {message}", file=sys.stderr)
-    return 2
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or exit 2 with a clear message."""
-    try:
-        return Settings.from_env()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(fail(f"invalid settings: {problems}")) from None
-    except ValueError as exc:
-        raise SystemExit(fail(str(exc))) from None
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -12,10 +12,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from llm_runner.errors import NotReady, UpstreamError
-from llm_runner.ollama_backend import OllamaBackend
+from llm_runner.core.errors import NotReady, UpstreamError
+from llm_runner.upstream.ollama import OllamaBackend
 
-log = logging.getLogger("llm_runner.lifecycle")
+log = logging.getLogger("llm_runner.upstream.lifecycle")
 
 LOADING, OK, ERROR = "LOADING", "OK", "ERROR"
 _PERMANENT_PULL_ERRORS = ("file does not exist", "not found", "invalid model name", "invalid reference")

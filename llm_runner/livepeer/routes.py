@@ -14,7 +14,10 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from llm_runner.contract import (
+from llm_runner.core.errors import BadRequest, Unauthorized
+from llm_runner.core.loop import open_generation
+from llm_runner.hardware import gpu_info
+from llm_runner.livepeer.contract import (
     HardwareInformation,
     HealthCheck,
     HTTPError,
@@ -25,11 +28,8 @@ from llm_runner.contract import (
     LLMTokenUsage,
     Version,
 )
-from llm_runner.errors import BadRequest, Unauthorized
-from llm_runner.generation import open_generation
-from llm_runner.hardware import gpu_info
+from llm_runner.livepeer.sse import GenerationResponse, LivepeerChunks, completion_id, livepeer_events
 from llm_runner.runtime import Runtime, ServedModel
-from llm_runner.streaming import GenerationResponse, LivepeerChunks, completion_id, livepeer_events
 
 ERROR_RESPONSES = {
     400: {"model": HTTPError, "description": "Bad request"},

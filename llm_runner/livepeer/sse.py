@@ -23,8 +23,8 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from llm_runner.errors import BadRequest, UpstreamError
-from llm_runner.ollama_backend import Finish
+from llm_runner.core.errors import BadRequest, UpstreamError
+from llm_runner.upstream.ollama import Finish
 
 log = logging.getLogger("llm_runner.stream")
 

@@ -18,8 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llm_runner.contract import LLMMessage, LLMRequest
-from llm_runner.errors import (
+from llm_runner.core.errors import (
     BadRequest,
     Busy,
     NotReady,
@@ -28,11 +27,12 @@ from llm_runner.errors import (
     UpstreamError,
     describe_validation_errors,
 )
-from llm_runner.generation import Generation, open_generation
-from llm_runner.ollama_backend import Finish
-from llm_runner.routes import require_token
+from llm_runner.core.loop import Generation, open_generation
+from llm_runner.livepeer.contract import LLMMessage, LLMRequest
+from llm_runner.livepeer.routes import require_token
+from llm_runner.livepeer.sse import DONE_EVENT, GenerationResponse, completion_id
 from llm_runner.runtime import Runtime
-from llm_runner.streaming import DONE_EVENT, GenerationResponse, completion_id
+from llm_runner.upstream.ollama import Finish
 
 
 class ContentPart(BaseModel):

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from llm_runner.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
-from llm_runner.catalog import Catalog, CatalogError
-from llm_runner.cli import fail, load_settings
+from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
+from llm_runner.ops.console import fail, load_settings
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+from llm_runner.upstream.catalog import Catalog, CatalogError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -152,7 +152,7 @@ def healthcheck(args: argparse.Namespace) -> int:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from llm_runner.doctor import Doctor
+    from llm_runner.ops.doctor import Doctor
 
     settings = load_settings()
     return asyncio.run(Doctor(settings, args.ai_models, args.runner_url).run())

@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from llm_runner.admission import Admission
-from llm_runner.lifecycle import ERROR, LOADING, OK, ModelLifecycle
+from llm_runner.core.admission import Admission
+from llm_runner.upstream.lifecycle import ERROR, LOADING, OK, ModelLifecycle
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

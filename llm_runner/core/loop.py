@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from llm_runner.contract import LLMRequest
-from llm_runner.errors import BadRequest, NotReady, UpstreamError
-from llm_runner.ollama_backend import Finish
+from llm_runner.core.errors import BadRequest, NotReady, UpstreamError
+from llm_runner.livepeer.contract import LLMRequest
+from llm_runner.livepeer.sse import until_disconnected
 from llm_runner.runtime import Runtime, ServedModel
-from llm_runner.streaming import until_disconnected
+from llm_runner.upstream.ollama import Finish
 
-log = logging.getLogger("llm_runner.generation")
+log = logging.getLogger("llm_runner.core.loop")
 
 
 @dataclass

@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from llm_runner.catalog import Catalog, CatalogError, model_slug
-from llm_runner.errors import UpstreamError
+from llm_runner.core.errors import UpstreamError
 from llm_runner.hardware import gpu_info
-from llm_runner.ollama_backend import OllamaBackend
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+from llm_runner.upstream.catalog import Catalog, CatalogError, model_slug
+from llm_runner.upstream.ollama import OllamaBackend
 
 
 class Doctor:

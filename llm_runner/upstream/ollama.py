@@ -26,8 +26,8 @@ import httpcore
 import httpx
 import ollama
 
-from llm_runner.contract import LLMRequest
-from llm_runner.errors import UpstreamError
+from llm_runner.core.errors import UpstreamError
+from llm_runner.livepeer.contract import LLMRequest
 from llm_runner.settings import Settings
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"

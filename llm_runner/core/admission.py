@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from llm_runner.errors import Busy
+from llm_runner.core.errors import Busy
 
 
 class Admission:
