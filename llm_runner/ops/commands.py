@@ -91,20 +91,24 @@ def ai_models(args: argparse.Namespace) -> int:
 def list_models(args: argparse.Namespace) -> int:
     settings = load_settings()
     catalog = Catalog.load(settings.model_map, settings.model_map_file)
-    table = Table(title="HF model id → Ollama tag (VRAM at default quantisation, 4k context)")
-    table.add_column("HF model id")
-    table.add_column("Ollama tag")
-    table.add_column("VRAM GB", justify="right")
+    table = Table(title="HF model id → Ollama tag: the weights it must serve, and VRAM at 4k context", box=None)
+    table.add_column("HF model id", no_wrap=True)
+    table.add_column("Ollama tag", no_wrap=True)
+    table.add_column("quant", no_wrap=True)
+    table.add_column("model (family, params, context)", no_wrap=True)
+    table.add_column("VRAM GB", justify="right", no_wrap=True)
     if args.vram is not None:
-        table.add_column(f"fits {args.vram:g} GB")
+        table.add_column(f"fits {args.vram:g} GB", no_wrap=True)
     table.add_column("note")
     for entry in catalog.entries.values():
         vram = f"{entry.vram_gb:.1f}" if entry.vram_gb is not None else "?"
-        row = [entry.hf_id, entry.tag, vram]
+        identity = entry.identity
+        row = [entry.hf_id, entry.tag, identity.quantization or "?", identity.model(), vram]
         if args.vram is not None:
             row.append("?" if entry.vram_gb is None else ("yes" if entry.vram_gb <= args.vram else "no"))
-        table.add_row(*row, entry.note)
-    Console(width=160).print(table)
+        note = "override: served even if Ollama's tag differs" if entry.overridden else entry.note
+        table.add_row(*row, note)
+    Console(width=200).print(table)
     return 0
 
 
