@@ -1,24 +1,30 @@
-# llm-runner: the Livepeer `llm` runner in front of Ollama.
-FROM python:3.11-slim
+# llm-runner: the Livepeer `llm` runner (and live runner app) in front of Ollama.
+# hadolint passes with no finding, and tests/test_operator_files.py runs this file's install RUN lines and
+# its two CMDs in a clean venv, so keep every install step in a RUN line here (not in a script).
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The unprivileged user the service runs as (numeric below, so that the host can resolve it).
+RUN useradd --create-home --uid 10001 runner
+
 WORKDIR /app
 
 # Dependencies in their own layer: it is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+        > requirements.txt \
+    && pip install -r requirements.txt \
+    && rm requirements.txt
 
 COPY README.md ./
 COPY llm_runner ./llm_runner
-RUN pip install --no-deps . && useradd --create-home --uid 10001 runner
+RUN pip install --no-deps .
 
-USER runner
+USER 10001
 EXPOSE 8000
 ENV LLM_RUNNER_BACKEND=ollama \
     OLLAMA_HOST=http://ollama:11434
