@@ -9,15 +9,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
 
 from llm_runner import __version__
-from llm_runner.core.errors import install_error_handlers
-from llm_runner.livepeer.routes import livepeer_router, status_router
-from llm_runner.middleware import BodySizeLimit, JSONByDefault, RequestMetricsMiddleware
+from llm_runner.errors import install_error_handlers
+from llm_runner.livepeer.routes import livepeer_router
+from llm_runner.middleware import BodySizeLimit, JSONByDefault, OperatorAuth, RequestMetricsMiddleware
 from llm_runner.openai.routes import openai_router
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
+from llm_runner.status import status_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,27 +36,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="llm-runner",
         version=__version__,
-        description="Livepeer `llm` pipeline runner serving tokens from Ollama.",
+        description="Serves LLMs on Livepeer from Ollama: the `llm` pipeline contract and an OpenAI-compatible "
+        "API for live runners.",
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
 
     app.include_router(livepeer_router(runtime, runtime.models[0], root=True))
-    for model in runtime.models:
-        app.include_router(livepeer_router(runtime, model, root=False), prefix=f"/models/{model.slug}")
     app.include_router(openai_router(runtime))
+    for model in runtime.models:
+        prefix = f"/models/{model.slug}"
+        app.include_router(livepeer_router(runtime, model, root=False), prefix=prefix)
+        app.include_router(openai_router(runtime, pinned=model), prefix=prefix)
     app.include_router(status_router(runtime))
-
-    if settings.metrics:
-
-        @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
-            return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONByDefault)
+    app.add_middleware(OperatorAuth, token=settings.auth_token, metrics_open=settings.metrics_open)
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
     logging.getLogger("llm_runner").setLevel(settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise

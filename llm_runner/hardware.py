@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-
-from llm_runner.livepeer.contract import GPUComputeInfo
+from typing import Any
 
 log = logging.getLogger("llm_runner.hardware")
 
 
-def gpu_info() -> dict[str, GPUComputeInfo]:
+def gpu_info() -> dict[str, dict[str, Any]]:
     """Per-GPU id, name, memory (bytes) and compute capability, keyed by index as a string."""
     try:
         import pynvml
@@ -19,21 +18,21 @@ def gpu_info() -> dict[str, GPUComputeInfo]:
     except Exception:  # no driver, no GPU, no library: the official shape with no GPUs
         return {}
     try:
-        gpus: dict[str, GPUComputeInfo] = {}
+        gpus: dict[str, dict[str, Any]] = {}
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
             name = pynvml.nvmlDeviceGetName(handle)
             uuid = pynvml.nvmlDeviceGetUUID(handle)
-            gpus[str(index)] = GPUComputeInfo(
-                id=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
-                name=name.decode() if isinstance(name, bytes) else str(name),
-                memory_total=int(memory.total),
-                memory_free=int(memory.free),
-                major=int(major),
-                minor=int(minor),
-            )
+            gpus[str(index)] = {
+                "id": uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                "name": name.decode() if isinstance(name, bytes) else str(name),
+                "memory_total": int(memory.total),
+                "memory_free": int(memory.free),
+                "major": int(major),
+                "minor": int(minor),
+            }
         return gpus
     except Exception as exc:
         log.warning("NVML query failed: %s", exc)

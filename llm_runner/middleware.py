@@ -7,8 +7,9 @@ import json
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_runner.core.errors import error_body
+from llm_runner.auth import bearer_matches
 from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.livepeer.errors import error_body, error_response
 
 
 class JSONByDefault:
@@ -102,3 +103,24 @@ def _endpoint_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+class OperatorAuth:
+    """With AUTH_TOKEN set, the operator pages (/status, /metrics, /docs, /redoc, /openapi.json)
+    need it too; only the health and readiness URLs stay open. LLM_RUNNER_METRICS_OPEN lets an
+    in-network Prometheus scrape /metrics without it."""
+
+    def __init__(self, app: ASGIApp, token: str | None, metrics_open: bool) -> None:
+        self.app, self.token = app, token
+        self.guarded = {"/status", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+        if not metrics_open:
+            self.guarded.add("/metrics")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token and scope["type"] == "http" and scope["path"] in self.guarded:
+            header = dict(scope["headers"]).get(b"authorization", b"").decode(errors="replace")
+            if not bearer_matches(header, self.token):
+                response = error_response(401, "Invalid bearer token")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

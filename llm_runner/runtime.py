@@ -1,4 +1,5 @@
-"""Everything one running service owns: settings, served models, backend, lifecycle, limits.
+"""Everything one running service owns: settings, served models, upstreams, lifecycle, router,
+admission and the generation loop.
 
 Built synchronously by `create_app` (so configuration errors surface before the port opens) and
 started/stopped by the app's lifespan.
@@ -8,38 +9,33 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
 
 import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from llm_runner.core.admission import Admission
+from llm_runner.core.loop import GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
-from llm_runner.engine.launcher import EngineProcess
+from llm_runner.core.request import ServedModel
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
     DEFAULT_OLLAMA_MODEL,
     Settings,
+    UpstreamSpec,
 )
-from llm_runner.upstream.catalog import Catalog, model_slug
-from llm_runner.upstream.lifecycle import ModelLifecycle
-from llm_runner.upstream.ollama import OllamaBackend
+from llm_runner.upstream.base import Upstream
+from llm_runner.upstream.catalog import Catalog
+from llm_runner.upstream.lifecycle import Lifecycle
+from llm_runner.upstream.ollama import OllamaUpstream
+from llm_runner.upstream.router import UpstreamRouter
+from llm_runner.upstream.states import ERROR, LOADING, OK
 
 log = logging.getLogger("llm_runner")
 
 
 class ConfigurationError(ValueError):
     """Settings that cannot work; raised before the service starts listening."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    model_id: str
-    tag: str
-
-    @property
-    def slug(self) -> str:
-        return model_slug(self.model_id)
 
 
 def engine_available() -> bool:
@@ -74,51 +70,118 @@ class Runtime:
         if len(set(ids)) != len(ids):
             raise ConfigurationError(f"MODEL_ID lists a model twice: {settings.model_id}")
         try:
-            catalog = Catalog.load(settings.model_map, settings.model_map_file)
-            self.models = [ServedModel(i, catalog.resolve(i)) for i in ids]
+            self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
+            self.models = [ServedModel(i, self.catalog.resolve(i)) for i in ids]
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         self.by_id = {m.model_id: m for m in self.models}
-        self.admission = Admission(settings.concurrency, settings.max_queue, settings.queue_timeout_s)
+        self.upstreams = self._build_upstreams()
         self.metrics = RunnerMetrics()
-        self.draining = False
-        self.engine: EngineProcess | None = None
-        self.backend: OllamaBackend
-        self.lifecycle: ModelLifecycle
-
-    @property
-    def backend_description(self) -> str:
-        if self.backend_kind == "embedded":
-            return "embedded llama.cpp engine on CPU (no Ollama found); for GPUs run Ollama and set OLLAMA_HOST"
-        return f"ollama at {self.backend.base_url}"
-
-    async def start(self) -> None:
-        settings = self.settings
-        if self.backend_kind == "embedded":
-            log.warning(
-                "NO OLLAMA: starting the embedded llama.cpp engine on CPU. It is for trying llm-runner "
-                "and for tests; serve real traffic from Ollama on a GPU (set OLLAMA_HOST)."
-            )
-            self.engine = EngineProcess(settings)
-            self.engine.start()
-            base_url = self.engine.base_url
-        else:
-            base_url = settings.ollama_host or DEFAULT_OLLAMA_HOST
-        self.backend = OllamaBackend(base_url, settings)
-        self.lifecycle = ModelLifecycle(
-            self.backend,
+        self.lifecycle = Lifecycle(
+            self.upstreams,
             {m.model_id: m.tag for m in self.models},
             pull=settings.pull,
             warm=settings.warm,
             think_off=settings.think == "off",
             interval_s=settings.health_interval_s,
+            startup_grace_s=settings.startup_grace_s,
         )
-        self.metrics.bind(self.admission, self.lifecycle)
+        self.router = UpstreamRouter(self.upstreams, self.lifecycle)
+        self.admission = Admission(self.router, settings.max_queue, settings.queue_timeout_s)
+        self.lifecycle.listeners.append(self.admission.poke)
+        tags = {m.model_id: m.tag for m in self.models}
+        self.loop = GenerationLoop(tags, self.lifecycle, self.admission, self.metrics, settings)
+        self._bind_metrics()
+
+    def _build_upstreams(self) -> list[Upstream]:
+        settings = self.settings
+        if self.backend_kind == "embedded":
+            from llm_runner.upstream.embedded import EmbeddedUpstream
+
+            return [EmbeddedUpstream(settings, settings.default_slots)]
+        specs = settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+        unknown = sorted({m for s in specs for m in s.models or ()} - set(self.by_id))
+        if unknown:
+            raise ConfigurationError(f"OLLAMA_HOST names models this runner does not serve: {', '.join(unknown)}")
+        for model in self.models:
+            if not any(s.models is None or model.model_id in s.models for s in specs):
+                raise ConfigurationError(f"no upstream in OLLAMA_HOST serves {model.model_id}")
+        return [
+            OllamaUpstream(s.url, settings, slots=s.parallel or settings.default_slots, model_ids=s.models)
+            for s in specs
+        ]
+
+    @property
+    def backend_description(self) -> str:
+        if self.backend_kind == "embedded":
+            return "embedded llama.cpp engine on CPU (no Ollama found); for GPUs run Ollama and set OLLAMA_HOST"
+        return "ollama at " + ", ".join(u.name for u in self.upstreams)
+
+    def begin_drain(self) -> None:
+        if not self.loop.draining:
+            log.warning(
+                "shutting down: draining %d in-flight generation(s) for up to %gs",
+                self.admission.in_flight,
+                self.settings.drain_timeout_s,
+            )
+        self.loop.drain(self.settings.drain_timeout_s)
+
+    async def start(self) -> None:
+        if self.backend_kind == "embedded":
+            log.warning(
+                "NO OLLAMA: starting the embedded llama.cpp engine on CPU. It is for trying llm-runner "
+                "and for tests; serve real traffic from Ollama on a GPU (set OLLAMA_HOST)."
+            )
+        for upstream in self.upstreams:
+            await upstream.start()
         self.lifecycle.start()
-        log.info("serving %s via %s", ", ".join(f"{m.model_id} ({m.tag})" for m in self.models), base_url)
+        served = ", ".join(f"{m.model_id} ({m.tag})" for m in self.models)
+        log.info("serving %s via %s", served, ", ".join(u.name for u in self.upstreams))
 
     async def stop(self) -> None:
         await self.lifecycle.stop()
-        await self.backend.aclose()
-        if self.engine is not None:
-            await self.engine.stop()
+        for upstream in self.upstreams:
+            await upstream.aclose()
+
+    def _bind_metrics(self) -> None:
+        metrics, lifecycle, admission = self.metrics, self.lifecycle, self.admission
+        metrics.gauge("llm_runner_in_flight", "Generations running.", lambda: admission.in_flight)
+        metrics.gauge("llm_runner_queued", "Requests waiting for a generation slot.", lambda: admission.waiting)
+        metrics.gauge("llm_runner_capacity", "Slots on upstreams with a ready model.", lambda: lifecycle.capacity())
+
+        def families():
+            model_state = GaugeMetricFamily(
+                "llm_runner_model_state", "1 for each model's current state.", labels=["model", "state"]
+            )
+            upstream_state = GaugeMetricFamily(
+                "llm_runner_upstream_state",
+                "1 for each upstream × model state.",
+                labels=["upstream", "model", "state"],
+            )
+            down = GaugeMetricFamily(
+                "llm_runner_upstream_down_seconds", "How long each upstream has been down (0: up).", labels=["upstream"]
+            )
+            in_flight = GaugeMetricFamily(
+                "llm_runner_upstream_in_flight", "Generations running per upstream.", labels=["upstream"]
+            )
+            flips = CounterMetricFamily(
+                "llm_runner_readiness_flips",
+                "Times each model went from ready to not ready or back.",
+                labels=["model"],
+            )
+            for model_id in lifecycle.tags:
+                status = lifecycle.status(model_id)
+                for name in (LOADING, OK, ERROR):
+                    model_state.add_metric([model_id, name], 1.0 if status == name else 0.0)
+                flips.add_metric([model_id], lifecycle.flips[model_id])
+            for health in lifecycle.health.values():
+                down.add_metric([health.name], health.down_for_s())
+                in_flight.add_metric([health.name], health.in_flight)
+                for state in health.models.values():
+                    for name in (LOADING, OK, ERROR):
+                        upstream_state.add_metric(
+                            [health.name, state.model_id, name], 1.0 if state.status == name else 0.0
+                        )
+            return [model_state, upstream_state, down, in_flight, flips]
+
+        metrics.collect(families)

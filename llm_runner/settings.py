@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,10 +26,20 @@ DEFAULT_OLLAMA_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 DEFAULT_EMBEDDED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
+# Go's time.ParseDuration, which Ollama uses for keep_alive strings: "10m", "1h30m", "-1s", "1.5h".
+_GO_DURATION = re.compile(r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
+
+
 def normalize_ollama_host(host: str) -> str:
-    """Turn Ollama-style host values (``0.0.0.0:11434``, ``ollama``) into a base URL."""
+    """Ollama's own reading of OLLAMA_HOST: `0.0.0.0:11434`, `ollama` → http://…:11434; an
+    explicit http:// or https:// without a port means 80 or 443, as in Ollama's client."""
     host = host.strip().rstrip("/")
-    if "://" not in host:
+    scheme, has_scheme = "http", "://" in host
+    if has_scheme:
+        scheme = host.split("://", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"OLLAMA_HOST {host!r}: only http:// and https:// are supported")
+    else:
         host = "http://" + host
     parts = urlsplit(host)
     hostname = parts.hostname or "127.0.0.1"
@@ -35,16 +47,42 @@ def normalize_ollama_host(host: str) -> str:
         hostname = "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    port = parts.port or 11434
-    return f"{parts.scheme}://{hostname}:{port}{parts.path}"
+    default_port = {"http": 80, "https": 443}[scheme] if has_scheme else 11434
+    return f"{scheme}://{hostname}:{parts.port or default_port}{parts.path}"
 
 
-def _default_concurrency() -> int:
-    """Match Ollama's own parallelism when it is visible to us, else Ollama's default of 1."""
-    try:
-        return max(1, int(os.environ.get("OLLAMA_NUM_PARALLEL", "1")))
-    except ValueError:
-        return 1
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """One Ollama server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID]`."""
+
+    url: str
+    parallel: int | None = None
+    models: frozenset[str] | None = None
+
+
+def parse_upstreams(value: str) -> list[UpstreamSpec]:
+    """OLLAMA_HOST as a comma-separated list; one value works exactly as before."""
+    specs = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            raise ValueError(f"OLLAMA_HOST {value!r} has an empty entry")
+        base, _, query = item.partition("?")
+        options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+        unknown = set(options) - {"parallel", "models"}
+        if unknown:
+            raise ValueError(f"OLLAMA_HOST entry {item!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        parallel = None
+        if "parallel" in options:
+            text = options["parallel"][-1]
+            if not text.isdigit() or int(text) < 1:
+                raise ValueError(f"OLLAMA_HOST entry {item!r}: parallel must be a whole number >= 1")
+            parallel = int(text)
+        models = frozenset(options["models"]) if "models" in options else None
+        specs.append(UpstreamSpec(normalize_ollama_host(base), parallel, models))
+    urls = [s.url for s in specs]
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"OLLAMA_HOST lists a server twice: {value}")
+    return specs
 
 
 class Settings(BaseSettings):
@@ -70,7 +108,14 @@ class Settings(BaseSettings):
     ollama_host: str | None = Field(
         None,
         validation_alias=AliasChoices("OLLAMA_HOST", "LLM_RUNNER_OLLAMA_HOST", "ollama_host"),
-        description="Base URL of the Ollama server (default http://127.0.0.1:11434).",
+        description="Ollama server(s), comma-separated, each `URL[?parallel=N][&models=ID…]` "
+        "(default http://127.0.0.1:11434). Several: one per GPU, capacity is the sum.",
+    )
+    ollama_num_parallel: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=AliasChoices("OLLAMA_NUM_PARALLEL", "ollama_num_parallel"),
+        description="Ollama's own parallelism, when set in this environment: the default slots per upstream.",
     )
     backend: Literal["ollama", "embedded", "auto"] = Field(
         "auto",
@@ -83,14 +128,30 @@ class Settings(BaseSettings):
     keep_alive: str = Field(
         "-1", description="Ollama keep_alive for every request: seconds (-1 = forever) or a duration."
     )
-    concurrency: int = Field(
-        default_factory=_default_concurrency,
+    concurrency: int | None = Field(
+        None,
         ge=1,
-        description="Generations in flight at once (default: OLLAMA_NUM_PARALLEL, else 1).",
+        description="Generations in flight per upstream unless its entry says ?parallel=N "
+        "(default: OLLAMA_NUM_PARALLEL, else 1).",
     )
     max_queue: int = Field(16, ge=0, description="Requests allowed to wait for a slot; beyond it: 500 busy.")
     queue_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a generation slot.")
-    loading_wait_s: float = Field(60.0, ge=0, description="Longest wait of /llm while the model loads.")
+    loading_wait_s: float = Field(
+        60.0, ge=0, description="Longest wait while a model is pulled or warmed (a dead upstream is not waited for)."
+    )
+    startup_grace_s: float = Field(
+        30.0, ge=0, description="At start, how long requests wait for upstreams that are not up yet."
+    )
+    openai_max_queue: int = Field(
+        0, ge=0, description="/v1 requests allowed to wait for a slot (0: answer 429 at once when full)."
+    )
+    live_auth: bool = Field(False, description="Require AUTH_TOKEN on the live-runner paths /models/<slug>/v1/... too.")
+    metrics_open: bool = Field(
+        False, description="Serve /metrics without AUTH_TOKEN (an in-network Prometheus scraper)."
+    )
+    keep_alive_s: float = Field(
+        75.0, gt=5, description="How long the server keeps idle client connections (over the 5 s health poll)."
+    )
     think: Literal["inline", "hide", "off"] = Field(
         "inline",
         description="Thinking models: inline = reasoning in <think>…</think> before the answer, "
@@ -128,14 +189,18 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keep_alive(cls, value: str) -> str:
         value = value.strip()
-        if _as_int(value) is None and not any(value.endswith(u) for u in ("ms", "s", "m", "h")):
-            raise ValueError("keep_alive must be a number of seconds (-1 = forever) or a duration like 10m")
+        if _as_number(value) is None and not _GO_DURATION.match(value):
+            raise ValueError(
+                f"keep_alive {value!r} is neither a number of seconds (-1 = forever) nor a duration like 10m or 1h30m"
+            )
         return value
 
     @field_validator("ollama_host")
     @classmethod
-    def _normalize_host(cls, value: str | None) -> str | None:
-        return normalize_ollama_host(value) if value else None
+    def _check_hosts(cls, value: str | None) -> str | None:
+        if value:
+            parse_upstreams(value)
+        return value
 
     @model_validator(mode="after")
     def _check_version(self) -> Settings:
@@ -150,10 +215,23 @@ class Settings(BaseSettings):
         return [m.strip() for m in (self.model_id or "").split(",") if m.strip()]
 
     @property
-    def ollama_keep_alive(self) -> int | str:
+    def ollama_keep_alive(self) -> int | float | str:
         """keep_alive as Ollama wants it: a JSON number for seconds ("-1" as a string is invalid)."""
-        number = _as_int(self.keep_alive)
+        number = _as_number(self.keep_alive)
         return number if number is not None else self.keep_alive
+
+    @property
+    def upstreams(self) -> list[UpstreamSpec]:
+        return parse_upstreams(self.ollama_host) if self.ollama_host else []
+
+    @property
+    def default_slots(self) -> int:
+        return self.concurrency or self.ollama_num_parallel or 1
+
+    def slots_for(self, model_id: str) -> int:
+        """The runner's capacity for a model: the slots of every upstream that serves it."""
+        specs = self.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+        return sum(s.parallel or self.default_slots for s in specs if s.models is None or model_id in s.models)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -165,8 +243,10 @@ class Settings(BaseSettings):
         return cls(**overrides)
 
 
-def _as_int(value: str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
+def _as_number(value: str) -> int | float | None:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return None

@@ -27,7 +27,7 @@ async def test_missing_model_is_pulled_and_warmed_then_ok(client):
             stats = ollama.stats()
             assert stats["pulls"] == 1 and stats["warmups"] == 1
             status = (await client.get(runner.url + "/status")).json()
-            assert status["ollama_version"] == "0.12.6" and status["models"][0]["quantization"] == "Q4_K_M"
+            assert status["upstreams"][0]["version"] == "0.12.6" and status["models"][0]["quantization"] == "Q4_K_M"
             assert "pulling llama3.1:8b" in runner.log()
 
 

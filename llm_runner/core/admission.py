@@ -1,9 +1,10 @@
-"""Admission control: a bounded number of generations in flight and a bounded FIFO wait queue.
+"""Admission: one bounded FIFO queue for the whole runner, over the slots of every upstream.
 
-Ollama queues requests for a loaded model without limit and without telling anyone, so the
-runner enforces the `capacity` it advertises to go-livepeer. Past the queue we answer 500 "busy"
-at once (go-livepeer understands no 503), which lets the gateway try another orchestrator.
-A free slot is taken without awaiting anything: the common case costs nothing.
+Ollama queues requests without limit and without telling anyone, so the runner enforces the
+capacity it advertises: a generation runs only on a free slot of a ready upstream (the router
+picks which), and at most `max_queue` requests wait for one. Capacity follows the upstreams: it
+shrinks when one goes down and grows when it is back. A waiter whose model nothing can serve any
+more (every upstream down, nothing loading) is released at once with the reason.
 """
 
 from __future__ import annotations
@@ -11,68 +12,137 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from llm_runner.core.errors import Busy
+from llm_runner.core.errors import Busy, NotReady
+
+
+@dataclass
+class Lease:
+    """One slot on one upstream; `release()` is idempotent."""
+
+    upstream: Any
+    _free: Callable[[], None]
+    _released: bool = field(default=False, repr=False)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._free()
+
+
+class Router(Protocol):
+    def pick(self, model_id: str, exclude: frozenset[str]) -> Lease | None:
+        """A slot on the best ready upstream serving the model, or None when none is free."""
+        ...
+
+    def unservable(self, model_id: str) -> str | None:
+        """Why waiting for this model is pointless now, or None."""
+        ...
+
+    def others_ready(self, model_id: str, exclude: frozenset[str]) -> bool:
+        """Whether an upstream not in `exclude` has the model ready (worth a failover)."""
+        ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+@dataclass(eq=False)
+class _Waiter:
+    model_id: str
+    exclude: frozenset[str]
+    future: asyncio.Future[Lease]
 
 
 class Admission:
-    def __init__(self, limit: int, max_queue: int, timeout_s: float) -> None:
-        self.limit, self.max_queue, self.timeout_s = limit, max_queue, timeout_s
-        self.in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+    def __init__(self, router: Router, max_queue: int, timeout_s: float) -> None:
+        self.router, self.max_queue, self.timeout_s = router, max_queue, timeout_s
+        self._waiters: deque[_Waiter] = deque()
+        self._closed: str | None = None
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def try_acquire(self) -> Callable[[], None] | None:
-        """A slot at once if one is free and nobody queues before us, else None."""
-        if self.in_flight >= self.limit or self._waiters:
-            return None
-        self.in_flight += 1
-        return self._releaser()
+    @property
+    def in_flight(self) -> int:
+        return self.router.in_flight
 
-    async def acquire(self) -> Callable[[], None]:
-        """Take a slot, waiting in the bounded queue; returns its release function (idempotent)."""
-        release = self.try_acquire()
-        if release is not None:
-            return release
-        if len(self._waiters) >= self.max_queue:
+    def try_acquire(self, model_id: str, exclude: frozenset[str] = frozenset()) -> Lease | None:
+        """A slot at once if one is free and nobody waits for this model before us."""
+        if self._closed or any(w.model_id == model_id for w in self._waiters):
+            return None
+        return self._wrap(self.router.pick(model_id, exclude))
+
+    async def acquire(
+        self, model_id: str, exclude: frozenset[str] = frozenset(), max_queue: int | None = None
+    ) -> Lease:
+        """Take a slot, waiting in the bounded queue (`max_queue` overrides the runner's)."""
+        if self._closed:
+            raise NotReady(self._closed)
+        lease = self.try_acquire(model_id, exclude)
+        if lease is not None:
+            return lease
+        limit = self.max_queue if max_queue is None else max_queue
+        if len(self._waiters) >= limit:
             raise Busy(
-                f"busy: {self.in_flight} generations running and {self.waiting} waiting "
-                f"(limit {self.limit}, queue {self.max_queue}); retry later"
+                f"busy: {self.in_flight} generations running on {self.router.capacity} ready slots and "
+                f"{self.waiting} waiting (queue {limit}); retry later"
             )
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(granted)
+        reason = self.router.unservable(model_id)
+        if reason is not None:
+            raise NotReady(reason)
+        waiter = _Waiter(model_id, exclude, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self.timeout_s):
-                await granted
+                return await waiter.future
         except BaseException as exc:
-            if granted.done() and not granted.cancelled():
-                self._hand_on()  # we were given the slot but will not use it
-            else:
-                self._waiters.remove(granted)
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                waiter.future.result().release()  # granted, but we will not use it
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise Busy(f"busy: no generation slot freed within {self.timeout_s:g}s; retry later") from None
             raise
-        return self._releaser()
 
-    def _hand_on(self) -> None:
-        """Give a finished generation's slot to the next waiter, or free it."""
+    def poke(self) -> None:
+        """A slot freed or an upstream changed: grant waiters in order, release hopeless ones."""
+        for waiter in list(self._waiters):
+            if waiter.future.done():
+                self._waiters.remove(waiter)
+                continue
+            lease = self._wrap(self.router.pick(waiter.model_id, waiter.exclude))
+            if lease is not None:
+                self._waiters.remove(waiter)
+                waiter.future.set_result(lease)
+                continue
+            reason = self.router.unservable(waiter.model_id)
+            if reason is not None:
+                self._waiters.remove(waiter)
+                waiter.future.set_exception(NotReady(reason))
+
+    def close(self, reason: str) -> None:
+        """Draining: refuse new requests and release every waiter with the reason."""
+        self._closed = reason
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # in_flight unchanged: the slot changes hands
-                return
-        self.in_flight -= 1
+            if not waiter.future.done():
+                waiter.future.set_exception(NotReady(reason))
 
-    def _releaser(self) -> Callable[[], None]:
-        released = False
+    def _wrap(self, lease: Lease | None) -> Lease | None:
+        if lease is None:
+            return None
+        free = lease._free
 
         def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._hand_on()
+            free()
+            self.poke()
 
-        return release
+        lease._free = release
+        return lease

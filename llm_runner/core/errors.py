@@ -1,61 +1,62 @@
-"""Typed errors and the only three statuses go-livepeer understands: 400, 401 and 500.
-
-Anything else (FastAPI's 422, a 404, a 503) reaches a Livepeer gateway as a silent `null` success,
-so every error that leaves the service is mapped here to `{"detail": {"msg": ...}}`.
-"""
+"""Typed errors the core raises; each face turns them into its own status codes and shapes
+(Livepeer: 400/401/500 `{"detail": {"msg"}}`; OpenAI: `{"error": {...}}` with 400/401/404/429/503)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 
 class RunnerError(Exception):
-    """Base of every error we raise on purpose; `status` is 400, 401 or 500."""
+    """Base of every error we raise on purpose; `status` is the Livepeer status (400, 401 or 500)."""
 
     status = 500
 
-    def __init__(self, msg: str) -> None:
+    def __init__(self, msg: str, *, param: str | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
+        self.param = param  # the request field at fault, when there is one
 
 
 class BadRequest(RunnerError):
     status = 400
 
 
+class Unsupported(BadRequest):
+    """A parameter the runner cannot honour: refused rather than silently dropped."""
+
+
 class Unauthorized(RunnerError):
     status = 401
 
 
+class ClientGone(BadRequest):
+    """The client disconnected before we answered; nobody will read this error."""
+
+
 class Busy(RunnerError):
-    """All generation slots are taken and the wait queue is full (or the wait timed out)."""
+    """Every slot is taken and the wait queue is full (or the wait timed out)."""
+
+    retry_after_s = 1
 
 
 class NotReady(RunnerError):
-    """The model is still loading, or Ollama is unreachable, after the bounded wait."""
+    """No upstream can serve the model now: loading, down, or the runner is shutting down."""
+
+    retry_after_s = 5
 
 
 class UpstreamError(RunnerError):
-    """Ollama failed; `kind` feeds metrics (unreachable, not_found, oom, timeout, truncated, ...)."""
+    """An upstream failed; `kind` feeds metrics (unreachable, not_found, oom, timeout, truncated, ...)."""
 
     def __init__(self, kind: str, msg: str) -> None:
         super().__init__(msg)
         self.kind = kind
 
-
-def error_body(msg: str) -> dict[str, dict[str, str]]:
-    return {"detail": {"msg": msg}}
-
-
-def error_response(status: int, msg: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(error_body(msg), status_code=status, headers=headers)
+    @property
+    def retryable(self) -> bool:
+        """Worth trying another upstream, when nothing has been sent to the client yet."""
+        return self.kind in ("unreachable", "truncated", "upstream_5xx", "oom", "not_found", "timeout")
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:
@@ -71,31 +72,3 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
             continue
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RunnerError)
-    async def _runner_error(_: Request, exc: RunnerError) -> JSONResponse:
-        return error_response(exc.status, exc.msg)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, describe_validation_errors(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # 404/405 from routing and friends: keep them in the contract's vocabulary.
-        if exc.status_code in (404, 405):
-            return error_response(
-                400,
-                f"no {request.method} {request.url.path} here ({exc.detail}); the runner serves GET /health, "
-                "/version, /hardware/info and POST /llm, also under /models/<slug>/",
-            )
-        if exc.status_code in (400, 401):
-            return error_response(exc.status_code, str(exc.detail))
-        status = 400 if exc.status_code < 500 else 500
-        return error_response(status, f"{exc.detail} ({exc.status_code})")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")

@@ -1,122 +1,262 @@
-"""Admit and start one generation; shared by the Livepeer and the OpenAI-compatible routes.
+"""The one generation loop, under every face.
 
-Order matters: refuse while draining → size limits → wait (bounded) for the model → take a slot
-(bounded queue) → open the upstream stream and wait for its first event. Every wait is cancelled
-when the client leaves, and every failure releases the slot and closes the upstream.
+It owns, in order: refusing while draining → size limits → the readiness wait (only while a load
+makes progress) → a slot on an upstream (bounded queue) → the upstream call and its first token,
+retried on another upstream when one fails before anything was sent → the token stream with its
+timeouts, client-gone cancellation and drain cut → accounting. Every end, refusals and leavers
+included, gives exactly one summary log line and its metrics. Faces only frame bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from typing import Protocol
 
-from starlette.requests import Request
+from starlette.types import Receive
 
-from llm_runner.core.errors import BadRequest, NotReady, UpstreamError
-from llm_runner.livepeer.contract import LLMRequest
-from llm_runner.livepeer.sse import until_disconnected
-from llm_runner.runtime import Runtime, ServedModel
-from llm_runner.upstream.ollama import Finish
+from llm_runner.core.admission import Admission, Lease
+from llm_runner.core.cancel import until_disconnected
+from llm_runner.core.errors import BadRequest, Busy, ClientGone, NotReady, RunnerError, UpstreamError
+from llm_runner.core.events import BUSY, CANCELLED, DRAINED, ERROR, INVALID, UNAVAILABLE, End, Event, Scored
+from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.core.request import GenerationRequest
 
-log = logging.getLogger("llm_runner.core.loop")
+log = logging.getLogger("llm_runner.generation")
 
 
-@dataclass
-class Generation:
-    model: ServedModel
-    first: str | Finish
-    events: AsyncIterator[str | Finish]
-    finish: Callable[[str, int, int, UpstreamError | None], None]
-    release: Callable[[], None]
+class Readiness(Protocol):
+    def is_ready(self, model_id: str) -> bool: ...
 
-    async def close(self) -> None:
-        """Release the slot and close the upstream stream (idempotent)."""
-        self.release()
-        await self.events.aclose()
+    async def wait_ready(self, model_id: str, timeout_s: float) -> None: ...
 
-    async def collect(self, request: Request) -> tuple[str, Finish]:
-        """The whole answer, for non-streaming clients (cancelled if the client leaves)."""
+    def think_off(self, model_id: str) -> bool: ...
+
+    def report_failure(self, upstream: str, model_id: str, error: UpstreamError) -> None: ...
+
+
+class Limits(Protocol):
+    num_ctx: int
+    max_prompt_chars: int
+    loading_wait_s: float
+
+
+class GenerationLoop:
+    def __init__(
+        self,
+        tags: dict[str, str],
+        readiness: Readiness,
+        admission: Admission,
+        metrics: RunnerMetrics,
+        limits: Limits,
+    ) -> None:
+        self.tags, self.readiness, self.admission = tags, readiness, admission
+        self.metrics, self.limits = metrics, limits
+        self.draining = False
+        self.live: set[Generation] = set()
+
+    async def start(self, request: GenerationRequest, receive: Receive, max_queue: int | None = None) -> Generation:
+        """Admit the request and wait for its first event. Raises RunnerError (accounted) when it
+        cannot start; nothing has been sent to the client then."""
+        arrived = time.monotonic()
         try:
-            text, finish = await until_disconnected(request, _collect(self.first, self.events))
-        except UpstreamError as exc:
-            self.finish("error", 0, 0, exc)
+            return await self._start(request, receive, max_queue, arrived)
+        except RunnerError as exc:
+            reason = _refusal_reason(exc)
+            self.account(request, End(reason, error=exc.msg), arrived, arrived)
             raise
-        finally:
-            await self.close()
-        self.finish(finish.reason, finish.prompt_tokens, finish.completion_tokens, None)
-        return text, finish
 
+    async def _start(
+        self, request: GenerationRequest, receive: Receive, max_queue: int | None, arrived: float
+    ) -> Generation:
+        if self.draining:
+            raise NotReady("runner is shutting down; send the request to another runner")
+        chars = request.prompt_chars()
+        if chars > self.limits.max_prompt_chars:
+            raise BadRequest(
+                f"prompt too large: {chars} characters > limit {self.limits.max_prompt_chars} "
+                "(LLM_RUNNER_MAX_PROMPT_CHARS)",
+                param="messages",
+            )
+        model_id = request.model_id
+        if not self.readiness.is_ready(model_id):  # fast path: no waiting, no watcher task
+            await until_disconnected(receive, self.readiness.wait_ready(model_id, self.limits.loading_wait_s))
+        tried: frozenset[str] = frozenset()
+        while True:
+            lease = self.admission.try_acquire(model_id, tried) or await until_disconnected(
+                receive, self.admission.acquire(model_id, tried, max_queue)
+            )
+            upstream = lease.upstream
+            events = upstream.chat(self.tags[model_id], request, think_off=self.readiness.think_off(model_id))
+            try:
+                first = await until_disconnected(receive, anext(events))
+            except BaseException as exc:
+                lease.release()
+                await events.aclose()
+                if not isinstance(exc, UpstreamError):
+                    raise
+                self.metrics.upstream_errors.labels(upstream.name, exc.kind).inc()
+                self.readiness.report_failure(upstream.name, model_id, exc)
+                tried |= {upstream.name}
+                if not exc.retryable or not self.admission.router.others_ready(model_id, tried):
+                    raise
+                log.warning("%s failed before the first token, trying another upstream: %s", upstream.name, exc.msg)
+                continue
+            first_at = time.monotonic()
+            self.metrics.ttft.labels(model_id).observe(first_at - arrived)
+            generation = Generation(self, request, lease, events, first, arrived, first_at)
+            self.live.add(generation)
+            return generation
 
-async def open_generation(request: Request, runtime: Runtime, model: ServedModel, body: LLMRequest) -> Generation:
-    settings = runtime.settings
-    arrived = time.monotonic()
-    if runtime.draining:
-        raise NotReady("runner is shutting down; send the request to another runner")
-    prompt_chars = sum(len(m.content) for m in body.messages)
-    if prompt_chars > settings.max_prompt_chars:
-        raise BadRequest(
-            f"prompt too large: {prompt_chars} characters > limit {settings.max_prompt_chars} "
-            "(LLM_RUNNER_MAX_PROMPT_CHARS)"
-        )
-    lifecycle, admission = runtime.lifecycle, runtime.admission
-    if not lifecycle.is_ready(model.model_id):  # fast path: no waiting, no watcher task
-        await until_disconnected(request, lifecycle.wait_ready(model.model_id, settings.loading_wait_s))
-    release = admission.try_acquire() or await until_disconnected(request, admission.acquire())
-    events = runtime.backend.generate(model.tag, body, think_off=lifecycle.think_off(model.model_id))
-    metrics = runtime.metrics
+    def drain(self, timeout_s: float) -> None:
+        """SIGTERM: refuse new requests (queued ones too) and cut open streams after `timeout_s`."""
+        if self.draining:
+            return
+        self.draining = True
+        self.admission.close("runner is shutting down; send the request to another runner")
+        asyncio.get_running_loop().call_later(timeout_s, self._cut)
 
-    first_at = arrived
+    def _cut(self) -> None:
+        for generation in list(self.live):
+            generation.cut()
 
-    def finish(reason: str, prompt: int, completion: int, error: UpstreamError | None) -> None:
-        release()
+    def account(self, request: GenerationRequest, end: End, arrived: float, first_at: float) -> None:
+        """The one summary line and the metrics of one request, however it ended."""
         now = time.monotonic()
+        model_id, metrics = request.model_id, self.metrics
+        session = f", session {request.session}" if request.session else ""
+        error = f" ({end.error})" if end.error else ""
         log.info(
-            "%s %s: %s, %d prompt + %d completion tokens, first token %.0f ms, total %.0f ms",
-            "stream" if body.stream else "answer",
-            model.model_id,
-            reason,
-            prompt,
-            completion,
+            "%s %s %s: %s%s, %d prompt + %d completion tokens, first token %.0f ms, total %.0f ms%s",
+            request.face,
+            "stream" if request.stream else "answer",
+            model_id,
+            end.reason,
+            error,
+            end.prompt_tokens,
+            end.completion_tokens,
             (first_at - arrived) * 1e3,
             (now - arrived) * 1e3,
+            session,
         )
-        if prompt + completion >= settings.num_ctx:
-            metrics.context_full.labels(model.model_id).inc()
+        metrics.generations.labels(model_id, request.face, end.reason).inc()
+        if end.reason in (BUSY, UNAVAILABLE, INVALID):
+            return
+        metrics.duration.labels(model_id, end.reason).observe(now - arrived)
+        metrics.completion_tokens.labels(model_id).inc(end.completion_tokens)
+        metrics.prompt_tokens.labels(model_id).inc(end.prompt_tokens)
+        if end.total_tokens >= self.limits.num_ctx:
+            metrics.context_full.labels(model_id).inc()
             log.warning(
                 "%s: the context window is full (%d prompt + %d completion >= num_ctx %d): Ollama may have "
                 "dropped the oldest messages; raise LLM_RUNNER_NUM_CTX if the GPU has room",
-                model.model_id,
-                prompt,
-                completion,
-                settings.num_ctx,
+                model_id,
+                end.prompt_tokens,
+                end.completion_tokens,
+                self.limits.num_ctx,
             )
-        metrics.duration.labels(model.model_id, reason).observe(now - arrived)
-        metrics.completion_tokens.labels(model.model_id).inc(completion)
-        metrics.prompt_tokens.labels(model.model_id).inc(prompt)
-        if error is not None:
-            metrics.upstream_errors.labels(error.kind).inc()
-
-    try:
-        first = await until_disconnected(request, anext(events))
-    except BaseException as exc:
-        release()
-        await events.aclose()
-        if isinstance(exc, UpstreamError):
-            metrics.upstream_errors.labels(exc.kind).inc()
-            if exc.kind == "not_found":
-                lifecycle.report_missing(model.model_id)
-        raise
-    first_at = time.monotonic()
-    metrics.ttft.labels(model.model_id).observe(first_at - arrived)
-    return Generation(model, first, events, finish, release)
 
 
-async def _collect(first: str | Finish, events: AsyncIterator[str | Finish]) -> tuple[str, Finish]:
-    parts: list[str] = []
-    event = first
-    while not isinstance(event, Finish):
-        parts.append(event)
-        event = await anext(events)
-    return "".join(parts), event
+class Generation:
+    """One admitted generation. Iterate `events()` (always ends with exactly one End) or
+    `collect()`; `close()` is idempotent and accounts a client that left as `cancelled`."""
+
+    def __init__(
+        self,
+        loop: GenerationLoop,
+        request: GenerationRequest,
+        lease: Lease,
+        upstream: AsyncIterator[Event],
+        first: Event,
+        arrived: float,
+        first_at: float,
+    ) -> None:
+        self.loop, self.request, self.lease, self.upstream = loop, request, lease, upstream
+        self.first, self.arrived, self.first_at = first, arrived, first_at
+        self.completion = 0  # deltas seen so far (exact counts come with the upstream's End)
+        self.ended = False
+        self._drained = False
+        self._waiting: asyncio.Task[object] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.request.model_id
+
+    async def events(self) -> AsyncIterator[Event]:
+        event = self.first
+        try:
+            while True:
+                if type(event) is End:
+                    self._end(event)
+                    yield event
+                    return
+                if type(event) is str or type(event) is Scored:
+                    self.completion += 1
+                yield event
+                if self._drained:
+                    raise asyncio.CancelledError
+                self._waiting = asyncio.current_task()
+                try:
+                    event = await anext(self.upstream)
+                finally:
+                    self._waiting = None
+        except UpstreamError as exc:
+            self.loop.metrics.upstream_errors.labels(self.lease.upstream.name, exc.kind).inc()
+            yield self._end(End(ERROR, 0, self.completion, exc.msg))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._drained or (task is not None and task.uncancel() > 0):
+                raise
+            yield self._end(End(DRAINED, 0, self.completion, "runner shutting down: cut after the drain period"))
+        finally:
+            await self.close()
+
+    async def collect(self, receive: Receive) -> tuple[list[Event], End]:
+        """Every event of a non-streaming answer; cancelled when the client leaves."""
+
+        async def gather() -> tuple[list[Event], End]:
+            seen: list[Event] = []
+            async for event in self.events():
+                if type(event) is End:
+                    return seen, event
+                seen.append(event)
+            raise AssertionError("a generation always ends with End")
+
+        try:
+            return await until_disconnected(receive, gather())
+        finally:
+            await self.close()
+
+    def cut(self) -> None:
+        """The drain period is over: end with `drained` at the next event, or now if waiting."""
+        self._drained = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def _end(self, end: End) -> End:
+        if not self.ended:
+            self.ended = True
+            self.lease.release()
+            self.loop.live.discard(self)
+            self.loop.metrics.upstream_tokens.labels(self.lease.upstream.name).inc(end.completion_tokens)
+            self.loop.account(self.request, end, self.arrived, self.first_at)
+        return end
+
+    async def close(self) -> None:
+        """Release the slot and close the upstream stream (which stops the generation)."""
+        self._end(End(CANCELLED, 0, self.completion, "client disconnected"))
+        await self.upstream.aclose()
+
+
+def _refusal_reason(exc: RunnerError) -> str:
+    if isinstance(exc, Busy):
+        return BUSY
+    if isinstance(exc, ClientGone):
+        return CANCELLED
+    if isinstance(exc, NotReady):
+        return UNAVAILABLE
+    if isinstance(exc, UpstreamError):
+        return ERROR
+    return INVALID

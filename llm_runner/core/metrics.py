@@ -1,27 +1,36 @@
-"""Prometheus metrics, one registry per app (no process globals for tests to reset)."""
+"""Prometheus metrics, one registry per app (no process globals for tests to reset).
+
+The loop records every end of a request here; live gauges (queue, capacity, upstream and model
+states) are read at scrape time from collectors the runtime registers.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from llm_runner.core.admission import Admission
-from llm_runner.upstream.lifecycle import ERROR, LOADING, OK, ModelLifecycle
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class RunnerMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.registry = r = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "llm_runner_requests", "HTTP requests by endpoint and status.", ["endpoint", "status"], registry=r
         )
+        self.generations = Counter(
+            "llm_runner_generations",
+            "Requests by how they ended: stop, length, error, cancelled (client gone), drained, busy, "
+            "unavailable, invalid.",
+            ["model", "face", "reason"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "llm_runner_time_to_first_token_seconds",
-            "From request arrival to the first token from the backend.",
+            "From request arrival to the first token from the upstream.",
             ["model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
@@ -34,13 +43,10 @@ class RunnerMetrics:
             registry=r,
         )
         self.completion_tokens = Counter(
-            "llm_runner_completion_tokens", "Tokens generated (Ollama's eval_count).", ["model"], registry=r
+            "llm_runner_completion_tokens", "Tokens generated (the upstream's eval_count).", ["model"], registry=r
         )
         self.prompt_tokens = Counter(
-            "llm_runner_prompt_tokens",
-            "Prompt tokens evaluated (Ollama's prompt_eval_count).",
-            ["model"],
-            registry=r,
+            "llm_runner_prompt_tokens", "Prompt tokens evaluated (prompt_eval_count).", ["model"], registry=r
         )
         self.context_full = Counter(
             "llm_runner_context_full",
@@ -48,29 +54,27 @@ class RunnerMetrics:
             ["model"],
             registry=r,
         )
-        self.upstream_errors = Counter("llm_runner_upstream_errors", "Ollama failures by kind.", ["kind"], registry=r)
+        self.upstream_errors = Counter(
+            "llm_runner_upstream_errors", "Upstream failures by kind.", ["upstream", "kind"], registry=r
+        )
+        self.upstream_tokens = Counter(
+            "llm_runner_upstream_tokens", "Tokens generated per upstream.", ["upstream"], registry=r
+        )
 
-    def bind(self, admission: Admission, lifecycle: ModelLifecycle) -> None:
-        """Live gauges read at scrape time."""
-        in_flight = Gauge("llm_runner_in_flight", "Generations running.", registry=self.registry)
-        in_flight.set_function(lambda: admission.in_flight)
-        queued = Gauge("llm_runner_queued", "Requests waiting for a generation slot.", registry=self.registry)
-        queued.set_function(lambda: admission.waiting)
-        self.registry.register(_ModelStateCollector(lifecycle))
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def collect(self, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        """Register families built at scrape time (labelled states)."""
+        self.registry.register(_Families(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _ModelStateCollector(Collector):
-    def __init__(self, lifecycle: ModelLifecycle) -> None:
-        self.lifecycle = lifecycle
+class _Families(Collector):
+    def __init__(self, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self.read = read
 
     def collect(self):  # type: ignore[override]
-        family = GaugeMetricFamily(
-            "llm_runner_model_state", "1 for each model's current state.", labels=["model", "state"]
-        )
-        for state in self.lifecycle.states.values():
-            for name in (LOADING, OK, ERROR):
-                family.add_metric([state.model_id, name], 1.0 if state.status == name else 0.0)
-        yield family
+        yield from self.read()

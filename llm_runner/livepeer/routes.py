@@ -7,17 +7,18 @@ go-livepeer's `/version` check sees the right model_id.
 
 from __future__ import annotations
 
-import hmac
 import time
 
-import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from llm_runner.core.errors import BadRequest, Unauthorized
-from llm_runner.core.loop import open_generation
+from llm_runner.auth import require_token
+from llm_runner.core.errors import BadRequest, RunnerError
+from llm_runner.core.events import DRAINED, ERROR
+from llm_runner.core.request import GenerationRequest, Message, ServedModel
 from llm_runner.hardware import gpu_info
 from llm_runner.livepeer.contract import (
+    GPUComputeInfo,
     HardwareInformation,
     HealthCheck,
     HTTPError,
@@ -28,29 +29,16 @@ from llm_runner.livepeer.contract import (
     LLMTokenUsage,
     Version,
 )
-from llm_runner.livepeer.sse import GenerationResponse, LivepeerChunks, completion_id, livepeer_events
-from llm_runner.runtime import Runtime, ServedModel
+from llm_runner.livepeer.errors import livepeer_error
+from llm_runner.livepeer.sse import completion_id, livepeer_finish, livepeer_stream, text_of
+from llm_runner.runtime import Runtime
+from llm_runner.sse import SSEResponse
 
 ERROR_RESPONSES = {
     400: {"model": HTTPError, "description": "Bad request"},
     401: {"model": HTTPError, "description": "Unauthorized"},
     500: {"model": HTTPError, "description": "Internal error"},
 }
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-async def require_token(request: Request) -> None:
-    """Bearer check (constant-time) when AUTH_TOKEN is set; go-livepeer sends it on every call."""
-    expected = runtime_of(request).settings.auth_token
-    if not expected:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Unauthorized("Invalid bearer token")
 
 
 def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIRouter:
@@ -75,7 +63,8 @@ def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIR
         operation_id=f"hardware_info_{scope}",
     )
     async def hardware_info() -> HardwareInformation:
-        return HardwareInformation(model_id=model.model_id, gpu_info=gpu_info(), backend=runtime.backend_description)
+        gpus = {index: GPUComputeInfo(**facts) for index, facts in gpu_info().items()}
+        return HardwareInformation(model_id=model.model_id, gpu_info=gpus, backend=runtime.backend_description)
 
     @router.post(
         "/llm",
@@ -86,38 +75,11 @@ def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIR
     )
     @router.post("/llm/", dependencies=authed, include_in_schema=False)
     async def llm(request: Request, body: LLMRequest) -> Response:
-        served = pick_model(runtime, model, body.model, root=root)
-        return await run_llm(request, runtime, served, body)
-
-    return router
-
-
-def status_router(runtime: Runtime) -> APIRouter:
-    """`GET /status`: what /health cannot say (go-livepeer reads only `status`), for operators."""
-    router = APIRouter()
-
-    @router.get("/status", dependencies=[Depends(require_token)], include_in_schema=False)
-    async def status() -> dict:
-        lifecycle = runtime.lifecycle
-        return {
-            "status": lifecycle.status(),
-            "backend": runtime.backend_description,
-            "ollama_version": lifecycle.ollama_version,
-            "in_flight": runtime.admission.in_flight,
-            "queued": runtime.admission.waiting,
-            "concurrency": runtime.admission.limit,
-            "models": [
-                {
-                    "model_id": state.model_id,
-                    "tag": state.tag,
-                    "status": state.status,
-                    "detail": state.detail,
-                    "quantization": state.quantization,
-                    "capabilities": list(state.capabilities),
-                }
-                for state in lifecycle.states.values()
-            ],
-        }
+        try:
+            served = pick_model(runtime, model, body.model, root=root)
+            return await run_llm(request, runtime, to_generation(body, served, request))
+        except RunnerError as exc:
+            return livepeer_error(exc)
 
     return router
 
@@ -132,31 +94,44 @@ def pick_model(runtime: Runtime, path_model: ServedModel, requested: str, *, roo
     raise BadRequest(f"model {requested!r} is not served here; this runner serves {served}")
 
 
-async def run_llm(request: Request, runtime: Runtime, model: ServedModel, body: LLMRequest) -> Response:
+def to_generation(body: LLMRequest, model: ServedModel, request: Request) -> GenerationRequest:
+    """The contract's fields, with its defaults sent explicitly (as the official runner does)."""
+    return GenerationRequest(
+        model_id=model.model_id,
+        messages=[Message(m.role, m.content) for m in body.messages],
+        stream=body.stream,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k if body.top_k > 0 else None,
+        face="livepeer",
+        session=request.headers.get("livepeer-session-id", ""),
+    )
+
+
+async def run_llm(request: Request, runtime: Runtime, job: GenerationRequest) -> Response:
     """Start the generation, then answer as JSON or as a Livepeer SSE stream."""
-    generation = await open_generation(request, runtime, model, body)
-    if body.stream:
-        shutdown = anyio.Event()
-        drain_s = runtime.settings.drain_timeout_s
-        events = livepeer_events(
-            generation.events,
-            LivepeerChunks(model.model_id),
-            first=generation.first,
-            on_finish=generation.finish,
-            shutdown=shutdown,
-            drain_s=drain_s,
-        )
-        return GenerationResponse(events, generation.close, shutdown_event=shutdown, shutdown_grace_period=drain_s + 5)
-    text, finish = await generation.collect(request)
+    generation = await runtime.loop.start(job, request.receive)
+    if job.stream:
+        return SSEResponse(livepeer_stream(generation), generation.close)
+    events, end = await generation.collect(request.receive)
+    if end.reason in (ERROR, DRAINED):  # a JSON answer cannot carry a partial failure: 500
+        return livepeer_error(RunnerError(end.error))
     response = LLMResponse(
         id=completion_id(),
-        model=model.model_id,
+        model=job.model_id,
         created=int(time.time()),
         usage=LLMTokenUsage(
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            total_tokens=finish.prompt_tokens + finish.completion_tokens,
+            prompt_tokens=end.prompt_tokens,
+            completion_tokens=end.completion_tokens,
+            total_tokens=end.total_tokens,
         ),
-        choices=[LLMChoice(index=0, finish_reason=finish.reason, message=LLMMessage(role="assistant", content=text))],
+        choices=[
+            LLMChoice(
+                index=0,
+                finish_reason=livepeer_finish(end),
+                message=LLMMessage(role="assistant", content=text_of(events)),
+            )
+        ],
     )
     return JSONResponse(response.model_dump())

@@ -1,205 +1,94 @@
-"""OpenAI-compatible `/v1/chat/completions` and `/v1/models` over the same backend.
+"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/models`, `/v1/models/{id}`.
 
-For apps and tools built on the `openai` client. Errors here follow OpenAI's conventions
-(`{"error": {...}}`, 429 when busy, 404 for an unknown model), not Livepeer's: go-livepeer never
-calls these paths. A request is translated into the Livepeer `LLMRequest` and served exactly
-like `/llm`, with the same admission, cancellation and usage counting.
+Served at the root (any served model may be named) and under each model's prefix
+`/models/<slug>/v1/...`, the path a live runner registers: there the path pins the model, so a
+request naming another one is refused and `/v1/models` lists exactly it. The prefix also has the
+readiness URL an orchestrator polls, `/models/<slug>/ready` (and `/ready` for the whole runner).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import AsyncIterator
-from typing import Any, Literal
-
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from llm_runner.core.errors import (
-    BadRequest,
-    Busy,
-    NotReady,
-    RunnerError,
-    Unauthorized,
-    UpstreamError,
-    describe_validation_errors,
-)
-from llm_runner.core.loop import Generation, open_generation
-from llm_runner.livepeer.contract import LLMMessage, LLMRequest
-from llm_runner.livepeer.routes import require_token
-from llm_runner.livepeer.sse import DONE_EVENT, GenerationResponse, completion_id
+from llm_runner.auth import token_ok
+from llm_runner.core.errors import BadRequest, NotReady, RunnerError, Unauthorized, describe_validation_errors
+from llm_runner.core.request import ServedModel
+from llm_runner.openai.errors import as_openai, openai_error
+from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
+from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
-from llm_runner.upstream.ollama import Finish
+from llm_runner.sse import SSEResponse
 
 
-class ContentPart(BaseModel):
-    type: Literal["text"]
-    text: str
+def model_card(model: ServedModel) -> dict[str, object]:
+    return {"id": model.model_id, "object": "model", "created": 0, "owned_by": "llm-runner"}
 
 
-class ChatMessage(BaseModel):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
+def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRouter:
+    """Root routes (pinned=None, guarded by AUTH_TOKEN) or one model's live-runner routes
+    (guarded only when LLM_RUNNER_LIVE_AUTH is on: an orchestrator forwards the client's header)."""
+    router = APIRouter(tags=["openai"])
+    served = [pinned] if pinned else runtime.models
+    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
 
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+    @router.get("/ready", include_in_schema=False)
+    async def ready() -> Response:
+        """200 only when a request would be served now; cheap: no upstream call."""
+        waiting = [m.model_id for m in served if not runtime.lifecycle.is_ready(m.model_id)]
+        if runtime.loop.draining:
+            return JSONResponse({"status": "draining", "reason": "runner is shutting down"}, 503)
+        if waiting:
+            reasons = {m: runtime.lifecycle.why_not(m) for m in waiting}
+            return JSONResponse({"status": "not_ready", "reason": reasons}, 503)
+        capacity = sum(runtime.lifecycle.capacity(m.model_id) for m in served)
+        return JSONResponse({"status": "ready", "capacity": capacity})
 
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    n: int = Field(1, ge=1, le=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-
-    def to_livepeer(self) -> LLMRequest:
-        fields: dict[str, Any] = {
-            "model": self.model,
-            "messages": [
-                LLMMessage(role="system" if m.role == "developer" else m.role, content=m.text()) for m in self.messages
-            ],
-            "stream": self.stream,
-        }
-        max_tokens = self.max_completion_tokens or self.max_tokens
-        for name, value in (
-            ("max_tokens", max_tokens),
-            ("temperature", self.temperature),
-            ("top_p", self.top_p),
-        ):
-            if value is not None:
-                fields[name] = value
-        return LLMRequest(**fields)
-
-
-def openai_error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}}, status)
-
-
-def _as_openai(exc: RunnerError) -> JSONResponse:
-    if isinstance(exc, Unauthorized):
-        return openai_error(401, exc.msg, "authentication_error")
-    if isinstance(exc, BadRequest):
-        return openai_error(400, exc.msg, "invalid_request_error")
-    if isinstance(exc, Busy):
-        return openai_error(429, exc.msg, "rate_limit_error")
-    if isinstance(exc, NotReady):
-        return openai_error(503, exc.msg, "service_unavailable")
-    return openai_error(500, exc.msg, "api_error")
-
-
-def openai_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["openai"])
-
-    @router.get("/models")
+    @router.get("/v1/models")
     async def models(request: Request) -> Response:
-        try:
-            await require_token(request)
-        except Unauthorized as exc:
-            return _as_openai(exc)
-        data = [{"id": m.model_id, "object": "model", "created": 0, "owned_by": "llm-runner"} for m in runtime.models]
-        return JSONResponse({"object": "list", "data": data})
+        if not token_ok(request, token):
+            return as_openai(Unauthorized("Invalid bearer token"))
+        return JSONResponse({"object": "list", "data": [model_card(m) for m in served]})
 
-    @router.post("/chat/completions")
+    @router.get("/v1/models/{model_id:path}")
+    async def model(request: Request, model_id: str) -> Response:
+        if not token_ok(request, token):
+            return as_openai(Unauthorized("Invalid bearer token"))
+        for m in served:
+            if m.model_id == model_id:
+                return JSONResponse(model_card(m))
+        return openai_error(404, f"model {model_id!r} not found", "not_found_error", "model")
+
+    @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         try:
-            await require_token(request)
+            if not token_ok(request, token):
+                raise Unauthorized("Invalid bearer token")
             try:
                 chat = ChatCompletionRequest.model_validate_json(await request.body())
-                body = chat.to_livepeer()
             except ValidationError as exc:
                 raise BadRequest(describe_validation_errors(exc.errors())) from exc
-            model = runtime.by_id.get(chat.model)
-            if model is None:
-                served = ", ".join(runtime.by_id)
-                return openai_error(404, f"model {chat.model!r} not found; served: {served}", "not_found_error")
-            generation = await open_generation(request, runtime, model, body)
+            target = next((m for m in served if m.model_id == chat.model), None)
+            if target is None:
+                names = ", ".join(repr(m.model_id) for m in served)
+                if pinned is not None:
+                    raise BadRequest(f"this path serves only {names}, not {chat.model!r}", param="model")
+                return openai_error(404, f"model {chat.model!r} not found; served: {names}", "not_found_error")
+            job = to_generation(chat, target.model_id)
+            job.session = request.headers.get("livepeer-session-id", "")
+            forced = forced_tool(chat)
+            forced_name = forced.function.name if forced else None
+            generation = await runtime.loop.start(job, request.receive, runtime.settings.openai_max_queue)
+            if job.stream:
+                include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+                stream = OpenAIStream(generation, include_usage, forced_name)
+                return SSEResponse(stream.body(), generation.close)
+            events, end = await generation.collect(request.receive)
+            if end.error:
+                raise NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
+            return JSONResponse(completion_json(generation, events, end, forced_name))
         except RunnerError as exc:
-            return _as_openai(exc)
-        if chat.stream:
-            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return GenerationResponse(
-                _openai_events(generation, completion_id(), include_usage),
-                generation.close,
-                shutdown_event=anyio.Event(),
-                shutdown_grace_period=runtime.settings.drain_timeout_s + 5,
-            )
-        try:
-            text, finish = await generation.collect(request)
-        except RunnerError as exc:
-            return _as_openai(exc)
-        return JSONResponse(
-            {
-                "id": completion_id(),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model.model_id,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish.reason,
-                    }
-                ],
-                "usage": _usage(finish),
-            }
-        )
+            return as_openai(exc)
 
     return router
-
-
-def _usage(finish: Finish) -> dict[str, int]:
-    return {
-        "prompt_tokens": finish.prompt_tokens,
-        "completion_tokens": finish.completion_tokens,
-        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
-    }
-
-
-async def _openai_events(generation: Generation, chunk_id: str, include_usage: bool) -> AsyncIterator[bytes]:
-    model_id = generation.model.model_id
-    created = int(time.time())
-
-    def chunk(delta: dict, finish_reason: str | None, **extra: Any) -> bytes:
-        payload = {
-            "id": chunk_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model_id,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}] if delta is not None else [],
-            **extra,
-        }
-        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-    completion = 0
-    event = generation.first
-    try:
-        yield chunk({"role": "assistant", "content": ""}, None)
-        while not isinstance(event, Finish):
-            completion += 1
-            if event:
-                yield chunk({"content": event}, None)
-            event = await anext(generation.events)
-        generation.finish(event.reason, event.prompt_tokens, event.completion_tokens, None)
-        yield chunk({}, event.reason)
-        if include_usage:
-            yield chunk(None, None, usage=_usage(event))  # type: ignore[arg-type]
-        yield DONE_EVENT
-    except UpstreamError as exc:
-        generation.finish("error", 0, completion, exc)
-        payload = {"error": {"message": exc.msg, "type": "api_error", "param": None, "code": None}}
-        yield b"data: " + json.dumps(payload).encode() + b"\n\n"
-    finally:
-        await generation.close()

@@ -28,6 +28,7 @@ class AIModelsError(ValueError):
 class EntryOptions:
     url: str = "http://llm_runner:8000"
     capacity: int = 1
+    capacities: dict[str, int] | None = None  # per model, over `capacity`
     warm: bool = True
     price_per_unit: float = 0.18
     pixels_per_unit: int = 1_000_000
@@ -45,7 +46,7 @@ def entries_for(model_ids: list[str], options: EntryOptions) -> list[dict[str, A
             "model_id": model_id,
             "url": base if len(model_ids) == 1 else f"{base}/models/{model_slug(model_id)}",
             "warm": options.warm,
-            "capacity": options.capacity,
+            "capacity": (options.capacities or {}).get(model_id, options.capacity),
             "price_per_unit": options.price_per_unit,
             "pixels_per_unit": options.pixels_per_unit,
             "currency": options.currency,

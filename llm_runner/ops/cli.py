@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     engine.add_argument("--port", type=int, default=11434)
     engine.add_argument("--models-dir", default=None, help="folder of extra *.gguf files")
     engine.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    engine.add_argument("--keep-alive", type=int, default=75, help="seconds idle connections are kept")
     engine.set_defaults(run=_engine)
 
     commands_module.register(commands)
@@ -55,13 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         """On SIGTERM/SIGINT: refuse new generations at once, let running streams finish."""
 
         def handle_exit(self, sig: int, frame: object) -> None:
-            if not runtime.draining:
-                logging.getLogger("llm_runner").warning(
-                    "shutting down: draining %d in-flight generation(s) for up to %gs",
-                    runtime.admission.in_flight,
-                    settings.drain_timeout_s,
-                )
-            runtime.draining = True
+            runtime.begin_drain()
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     config = uvicorn.Config(
@@ -70,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 10,
+        timeout_keep_alive=int(settings.keep_alive_s),  # longer than an orchestrator's 5 s health poll
         access_log=settings.log_level == "debug",
     )
     # Everything built so far lives as long as the process: keep it out of the collector's way,
@@ -90,5 +86,5 @@ def _engine(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_engine_app(Path(args.models_dir) if args.models_dir else None, args.threads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=args.keep_alive)
     return 0

@@ -10,9 +10,9 @@ import httpx
 
 from llm_runner.core.errors import UpstreamError
 from llm_runner.hardware import gpu_info
-from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings, UpstreamSpec
 from llm_runner.upstream.catalog import Catalog, CatalogError, model_slug
-from llm_runner.upstream.ollama import OllamaBackend
+from llm_runner.upstream.ollama import OllamaUpstream
 
 
 class Doctor:
@@ -51,8 +51,13 @@ class Doctor:
         return tags
 
     async def check_ollama(self, tags: dict[str, str]) -> None:
-        host = self.settings.ollama_host or DEFAULT_OLLAMA_HOST
-        backend = OllamaBackend(host, self.settings)
+        """Every upstream in OLLAMA_HOST: reachable, and holding the models it should serve."""
+        for spec in self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]:
+            served = {m: t for m, t in tags.items() if spec.models is None or m in spec.models}
+            await self.check_upstream(OllamaUpstream(spec.url, self.settings), served)
+
+    async def check_upstream(self, backend: OllamaUpstream, tags: dict[str, str]) -> None:
+        host = backend.name
         try:
             version = await backend.version()
             self.report(True, f"Ollama {version} reachable at {host}")
@@ -62,7 +67,7 @@ class Doctor:
                     self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
                 else:
                     quant = f", {info.quantization}" if info.quantization else ""
-                    self.report(True, f"{tag} present in Ollama{quant}")
+                    self.report(True, f"{tag} present in Ollama at {host}{quant}")
         except UpstreamError as exc:
             self.report(False, f"{exc.msg} (set OLLAMA_HOST; the runner would fall back to its embedded engine)")
         finally:
@@ -73,10 +78,10 @@ class Doctor:
         if not gpus:
             self.report(None, "no NVIDIA GPU visible through NVML (fine if Ollama runs on another host)")
         for index, gpu in gpus.items():
-            free, total = gpu.memory_free / 2**30, gpu.memory_total / 2**30
+            free, total = gpu["memory_free"] / 2**30, gpu["memory_total"] / 2**30
             self.report(
                 True,
-                f"GPU {index}: {gpu.name}, {free:.1f} of {total:.1f} GiB free, CC {gpu.major}.{gpu.minor}",
+                f"GPU {index}: {gpu['name']}, {free:.1f} of {total:.1f} GiB free, CC {gpu['major']}.{gpu['minor']}",
             )
 
     def check_ai_models(self, model_ids: list[str]) -> None:

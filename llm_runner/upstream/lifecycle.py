@@ -1,193 +1,277 @@
-"""Model lifecycle: wait for Ollama, pull what is missing, warm it, and keep /health honest.
+"""Model lifecycle per upstream × model: wait for each upstream, check, pull and warm what it
+serves, keep probing it, and answer readiness questions honestly.
 
-State per model: LOADING (Ollama unreachable, pulling, warming, or a transient failure being
-retried), OK (pulled and warm), ERROR (cannot heal without the operator: the tag does not exist,
-the model cannot chat). A supervisor keeps checking Ollama; when it goes away every model goes
-back to LOADING, and when it returns the models are checked and warmed again, with no restart.
+A model is ready when at least one upstream has it warm. When an upstream goes away only its own
+states change (the others keep serving); when it returns it is checked and warmed again, alone.
+A request waits for a model only while something makes progress toward serving it (a pull whose
+bytes move, a warm-up, the service's first start within its grace period); otherwise it is told
+at once which upstreams are down and since when.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
 
 from llm_runner.core.errors import NotReady, UpstreamError
-from llm_runner.upstream.ollama import OllamaBackend
+from llm_runner.upstream.base import ModelInfo, Upstream
+from llm_runner.upstream.states import (
+    CHECKING,
+    ERROR,
+    FAILED,
+    LOADING,
+    MISSING,
+    OK,
+    PULLING,
+    READY,
+    WARMING,
+    ModelState,
+    UpstreamHealth,
+)
 
-log = logging.getLogger("llm_runner.upstream.lifecycle")
-
-LOADING, OK, ERROR = "LOADING", "OK", "ERROR"
+log = logging.getLogger("llm_runner.lifecycle")
 _PERMANENT_PULL_ERRORS = ("file does not exist", "not found", "invalid model name", "invalid reference")
+# (model_id, what the upstream reports) → None if it is the model paid for, else why not
+IdentityCheck = Callable[[str, ModelInfo], str | None]
 
 
-@dataclass
-class ModelState:
-    model_id: str
-    tag: str
-    status: str = LOADING
-    detail: str = "waiting for Ollama"
-    capabilities: tuple[str, ...] = ()
-    quantization: str = ""
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def set(self, status: str, detail: str) -> None:
-        if (status, detail) != (self.status, self.detail):
-            level = logging.ERROR if status == ERROR else logging.INFO
-            log.log(level, "%s (%s): %s %s", self.model_id, self.tag, status, detail)
-        self.status, self.detail = status, detail
-        if status == OK:
-            self.ready.set()
-        else:
-            self.ready.clear()
-
-
-class ModelLifecycle:
-    """Owns the per-model states and the background task that drives them."""
-
+class Lifecycle:
     def __init__(
         self,
-        backend: OllamaBackend,
+        upstreams: Sequence[Upstream],
         models: dict[str, str],
         *,
         pull: bool,
         warm: bool,
         think_off: bool,
         interval_s: float,
+        startup_grace_s: float,
+        identity: IdentityCheck | None = None,
     ) -> None:
-        self.backend = backend
-        self.states = {model_id: ModelState(model_id, tag) for model_id, tag in models.items()}
+        self.upstreams = list(upstreams)
+        self.tags = dict(models)
+        self.health: dict[str, UpstreamHealth] = {}
+        for upstream in self.upstreams:
+            health = UpstreamHealth(upstream.name, upstream.slots)
+            health.models = {m: ModelState(m, t, upstream.name) for m, t in models.items() if upstream.serves(m)}
+            self.health[upstream.name] = health
         self.pull_enabled, self.warm_enabled, self.think_off_wanted = pull, warm, think_off
-        self.interval_s = interval_s
-        self.ollama_version: str | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.interval_s, self.identity = interval_s, identity
+        self.grace_until = time.monotonic() + startup_grace_s
+        self.ever_ready: set[str] = set()
+        self.flips: dict[str, int] = dict.fromkeys(models, 0)
+        self._ready: dict[str, bool] = dict.fromkeys(models, False)
+        self._changed = asyncio.Event()
+        self._wakes = {u.name: asyncio.Event() for u in self.upstreams}
+        self._pull_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listeners: list[Callable[[], None]] = []  # told after every state change
 
-    # -- what routes ask -------------------------------------------------------------------------
+    # -- what the routes, the router and the loop ask -------------------------------------------
+
+    def states(self, model_id: str) -> list[ModelState]:
+        return [h.models[model_id] for h in self.health.values() if model_id in h.models]
+
+    def is_ready(self, model_id: str) -> bool:
+        return self._ready[model_id]
+
+    def ready_on(self, upstream: str, model_id: str) -> bool:
+        state = self.health[upstream].models.get(model_id)
+        return state is not None and state.status == OK
 
     def status(self, model_id: str | None = None) -> str:
-        """One model's status, or the aggregate: ERROR beats LOADING beats OK."""
-        states = [self.states[model_id]] if model_id else list(self.states.values())
-        if any(s.status == ERROR for s in states):
+        """Livepeer's view: OK when every (or this) model is ready somewhere, ERROR when one can
+        never be served without the operator, else LOADING."""
+        ids = [model_id] if model_id else list(self.tags)
+        if all(self._ready[m] for m in ids):
+            return OK
+        if any(all(s.status == ERROR for s in self.states(m)) for m in ids if not self._ready[m]):
             return ERROR
-        return OK if all(s.status == OK for s in states) else LOADING
+        return LOADING
+
+    def why_not(self, model_id: str) -> str:
+        """Why the model cannot be served now (for 503 bodies and error messages)."""
+        return "; ".join(f"{s.upstream}: {s.detail}" for s in self.states(model_id)) or "no upstream serves it"
+
+    def unservable(self, model_id: str) -> str | None:
+        """None while the model is ready or something makes progress toward it; else the reason
+        to refuse at once."""
+        if self._ready[model_id]:
+            return None
+        states = self.states(model_id)
+        if all(s.status == ERROR for s in states):
+            return f"model {model_id} cannot be served: {self.why_not(model_id)}"
+        if any(s.progressing for s in states):
+            return None
+        if model_id not in self.ever_ready and time.monotonic() < self.grace_until:
+            return None  # the service's first start: upstreams may still be coming up
+        down = [h.describe_down() for h in self.health.values() if model_id in h.models and h.down_since]
+        if down:
+            return f"no upstream can serve {model_id}: " + "; ".join(down)
+        return f"model {model_id} is not ready: {self.why_not(model_id)}"
+
+    async def wait_ready(self, model_id: str, timeout_s: float) -> None:
+        """Return once the model is ready; wait (bounded) only while that is making progress."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self._ready[model_id]:
+            reason = self.unservable(model_id)
+            if reason is not None:
+                raise NotReady(reason)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                raise NotReady(
+                    f"model {model_id} is still loading ({self.why_not(model_id)}) after {timeout_s:g}s; retry shortly"
+                ) from None
 
     def think_off(self, model_id: str) -> bool:
         """Send `think: false` only to models that can think (others answer 400 to it)."""
-        return self.think_off_wanted and "thinking" in self.states[model_id].capabilities
+        return self.think_off_wanted and any("thinking" in s.capabilities for s in self.states(model_id))
 
-    def is_ready(self, model_id: str) -> bool:
-        return self.states[model_id].status == OK
+    def capacity(self, model_id: str | None = None) -> int:
+        """Slots on upstreams where the model (any model) is ready now."""
+        return sum(
+            h.slots
+            for h in self.health.values()
+            if any(s.status == OK for m, s in h.models.items() if model_id is None or m == model_id)
+        )
 
-    async def wait_ready(self, model_id: str, timeout_s: float) -> None:
-        state = self.states[model_id]
-        if state.status == OK:
+    def report_failure(self, upstream: str, model_id: str, error: UpstreamError) -> None:
+        """A generation failed before its first token: believe it now rather than at the next probe."""
+        health = self.health[upstream]
+        if error.kind == "unreachable":
+            health.mark_down(error.msg)
+        elif error.kind == "not_found" and model_id in health.models:
+            health.models[model_id].set(LOADING, CHECKING, "model vanished from the upstream; checking again")
+        else:
             return
-        if state.status == ERROR:
-            raise NotReady(f"model {model_id} cannot be served: {state.detail}")
-        try:
-            async with asyncio.timeout(timeout_s):
-                await state.ready.wait()
-        except TimeoutError:
-            raise NotReady(
-                f"model {model_id} is still loading ({state.detail}) after {timeout_s:g}s; retry shortly"
-            ) from None
+        self._wakes[upstream].set()
+        self._notify()
 
-    def report_missing(self, model_id: str) -> None:
-        """A generation got 404: Ollama lost the model (deleted, or a new empty volume)."""
-        self.states[model_id].set(LOADING, "model vanished from Ollama; checking again")
-        self._wake.set()
-
-    # -- the supervisor --------------------------------------------------------------------------
+    # -- the supervisors, one per upstream ------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="model-lifecycle")
+        for upstream in self.upstreams:
+            upstream.watch(lambda alive, u=upstream: self._on_process(u, alive))
+            self._tasks.append(asyncio.create_task(self._supervise(upstream), name=f"lifecycle {upstream.name}"))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        backoff = self.interval_s
+    def _on_process(self, upstream: Upstream, alive: bool) -> None:
+        if not alive:
+            self.health[upstream.name].mark_down("its process exited")
+            self._notify()
+        self._wakes[upstream.name].set()
+
+    def _notify(self) -> None:
+        for model_id in self.tags:
+            ready = any(s.status == OK for s in self.states(model_id))
+            if ready != self._ready[model_id]:
+                self._ready[model_id] = ready
+                self.flips[model_id] += 1
+                if ready:
+                    self.ever_ready.add(model_id)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for listener in self.listeners:
+            listener()
+
+    async def _supervise(self, upstream: Upstream) -> None:
+        health = self.health[upstream.name]
+        retry_s = 0.1  # while down: probe soon, then back off to the interval
         while True:
             try:
-                version = await self.backend.version()
+                version = await upstream.version()
             except UpstreamError as exc:
-                if self.ollama_version is not None:
-                    log.warning("Ollama went away: %s", exc.msg)
-                self.ollama_version = None
-                for state in self.states.values():
-                    if state.status != ERROR:
-                        state.set(LOADING, exc.msg)
-                await self._sleep(self.interval_s)
+                health.mark_down(exc.msg)
+                self._notify()
+                await self._sleep(upstream.name, retry_s)
+                retry_s = min(retry_s * 2, self.interval_s)
                 continue
-            if self.ollama_version is None:
-                log.info("Ollama %s reachable at %s", version, self.backend.base_url)
-            self.ollama_version = version
-            retry = False
-            for state in self.states.values():
+            retry_s = 0.1
+            if health.down_since is not None or health.version is None:
+                log.info("upstream %s reachable (version %s)", upstream.name, version)
+            health.version, health.down_since = version, None
+            pending = False
+            for state in health.models.values():
                 if state.status == LOADING:
-                    retry |= not await self._prepare(state)
-            if retry:
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
-            else:
-                backoff = self.interval_s
-                await self._sleep(self.interval_s)
+                    pending |= not await self._prepare(upstream, state)
+                    self._notify()
+            await self._sleep(upstream.name, self.interval_s * (2 if pending else 1))
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, name: str, seconds: float) -> None:
+        wake = self._wakes[name]
         try:
             async with asyncio.timeout(seconds):
-                await self._wake.wait()
+                await wake.wait()
         except TimeoutError:
             pass
-        self._wake.clear()
+        wake.clear()
 
-    async def _prepare(self, state: ModelState) -> bool:
-        """Check, pull and warm one model. False means: try again later."""
+    async def _prepare(self, upstream: Upstream, state: ModelState) -> bool:
+        """Check, pull and warm one model on one upstream. False means: try again later."""
         try:
-            info = await self.backend.show(state.tag)
+            state.set(LOADING, CHECKING, f"checking {state.tag}")
+            self._notify()
+            info = await upstream.show(state.tag)
             if info is None:
                 if not self.pull_enabled:
-                    state.set(
-                        LOADING,
-                        f"{state.tag} is not in Ollama and pulling is off: run `ollama pull {state.tag}`",
-                    )
+                    state.set(LOADING, MISSING, f"{state.tag} is not there and pulling is off: run `ollama pull {state.tag}`")
                     return False
-                await self._pull(state)
-                info = await self.backend.show(state.tag)
+                info = await self._pull(upstream, state)
                 if info is None:
-                    state.set(LOADING, f"{state.tag} still missing after pull")
+                    state.set(LOADING, MISSING, f"{state.tag} still missing after pull")
                     return False
             state.capabilities, state.quantization = info.capabilities, info.quantization
             if info.capabilities and "completion" not in info.capabilities:
-                state.set(ERROR, f"{state.tag} cannot generate text (capabilities: {', '.join(info.capabilities)})")
+                caps = ", ".join(info.capabilities)
+                state.set(ERROR, FAILED, f"{state.tag} cannot generate text (capabilities: {caps})")
+                return True
+            mismatch = self.identity(state.model_id, info) if self.identity else None
+            if mismatch:
+                state.set(ERROR, FAILED, mismatch)
                 return True
             if self.warm_enabled:
-                state.set(LOADING, f"loading {state.tag} into memory")
-                await self.backend.warm(state.tag, self.think_off(state.model_id))
-            state.set(OK, f"ready ({state.tag}{', ' + info.quantization if info.quantization else ''})")
+                state.set(LOADING, WARMING, f"loading {state.tag} into memory")
+                self._notify()
+                await upstream.warm(state.tag, self.think_off(state.model_id))
+            state.set(OK, READY, f"ready ({state.tag}{', ' + info.quantization if info.quantization else ''})")
             return True
         except UpstreamError as exc:
             if exc.kind == "pull_failed" and any(p in exc.msg.lower() for p in _PERMANENT_PULL_ERRORS):
-                state.set(ERROR, f"{exc.msg}; check the tag in the model map")
+                state.set(ERROR, FAILED, f"{exc.msg}; check the tag in the model map")
                 return True
-            state.set(LOADING, exc.msg)
+            state.set(LOADING, FAILED, exc.msg)
+            if exc.kind == "unreachable":
+                self.health[upstream.name].mark_down(exc.msg)
             return False
 
-    async def _pull(self, state: ModelState) -> None:
-        state.set(LOADING, f"pulling {state.tag}")
-        layer, last_logged = None, -10
-        async for progress in self.backend.pull(state.tag):
-            total, done = progress.total or 0, progress.completed or 0
-            if progress.digest != layer:  # each layer counts from 0 % again
-                layer, last_logged = progress.digest, -10
-            if total:
-                percent = int(done * 100 / total)
-                state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
-                if percent >= last_logged + 10:  # a log line every 10 %
-                    last_logged = percent - percent % 10
-                    log.info("%s: %s", state.model_id, state.detail)
-            else:
-                state.detail = f"pulling {state.tag}: {progress.status}"
+    async def _pull(self, upstream: Upstream, state: ModelState) -> ModelInfo | None:
+        """Pull once per tag at a time: upstreams sharing a models volume then find it present."""
+        lock = self._pull_locks.setdefault(state.tag, asyncio.Lock())
+        async with lock:
+            info = await upstream.show(state.tag)
+            if info is not None:
+                return info
+            state.set(LOADING, PULLING, f"pulling {state.tag}")
+            self._notify()
+            layer, last_logged = "", -10
+            async for progress in upstream.pull(state.tag):
+                if progress.digest != layer:  # each layer counts from 0 % again
+                    layer, last_logged = progress.digest, -10
+                state.progress_at = time.monotonic()
+                if progress.total:
+                    percent = int(progress.completed * 100 / progress.total)
+                    state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
+                    if percent >= last_logged + 10:  # a log line every 10 %
+                        last_logged = percent - percent % 10
+                        log.info("%s on %s: %s", state.model_id, upstream.name, state.detail)
+                else:
+                    state.detail = f"pulling {state.tag}: {progress.status}"
+            return await upstream.show(state.tag)

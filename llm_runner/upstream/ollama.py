@@ -1,4 +1,4 @@
-"""The translator: the only module that knows both the Livepeer contract and Ollama's wire format.
+"""One Ollama server as an upstream: the only module that knows Ollama's wire format.
 
 Management calls (show, pull, ps, list, warm-up) go through the official `ollama.AsyncClient`.
 The token path reads Ollama's `/api/chat` NDJSON itself, over httpcore (the transport under
@@ -9,17 +9,16 @@ stream must fail in two), and its per-chunk pydantic validation plus httpx's per
 cost more than the rest of the relay. Closing the upstream response is also the only way to make
 Ollama stop generating, and here it is explicit.
 
-Generations yield backend-neutral events: `str` deltas (one per Ollama chunk, i.e. per token,
-possibly empty) and one final `Finish` with Ollama's exact token counts. A generation either ends
-with that `Finish` or raises `UpstreamError` (a stream cut short included): consumers rely on it.
+Generations yield the core's events: `str` deltas (one per Ollama chunk, i.e. per token, possibly
+empty), tool calls, and one final `End` with Ollama's exact token counts. A generation either ends
+with that `End` or raises `UpstreamError` (a stream cut short included): the core relies on it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
@@ -27,32 +26,32 @@ import httpx
 import ollama
 
 from llm_runner.core.errors import UpstreamError
-from llm_runner.livepeer.contract import LLMRequest
+from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
+from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
+from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.ollama_wire import (
+    describe_status,
+    drain,
+    error_text,
+    kind_of,
+    ndjson_lines,
+    ollama_message,
+    tool_call,
+)
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
-    reason: str  # "stop" | "length"
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    tag: str
-    capabilities: tuple[str, ...]
-    quantization: str
-
-
-class OllamaBackend:
+class OllamaUpstream:
     """Talks to one Ollama server. Create once per app; close with `aclose()`."""
 
-    def __init__(self, base_url: str, settings: Settings) -> None:
-        self.base_url = base_url
+    def __init__(
+        self, base_url: str, settings: Settings, *, slots: int = 1, model_ids: frozenset[str] | None = None
+    ) -> None:
+        self.base_url = self.name = base_url
         self.settings = settings
+        self.slots, self.model_ids = slots, model_ids
         timeout = httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.first_token_timeout_s,
@@ -70,6 +69,15 @@ class OllamaBackend:
         self._timeouts = {"timeout": timeout.as_dict()}
         self._options_base = {"num_ctx": settings.num_ctx}
 
+    def serves(self, model_id: str) -> bool:
+        return self.model_ids is None or model_id in self.model_ids
+
+    def watch(self, notify: Callable[[bool], None]) -> None:
+        """Ollama gives no restart signal: the lifecycle's probe notices."""
+
+    async def start(self) -> None:
+        """Nothing to start: the server runs on its own."""
+
     async def aclose(self) -> None:
         await self._pool.aclose()
         await self.client.close()
@@ -77,20 +85,24 @@ class OllamaBackend:
     # -- liveness and management -------------------------------------------------------------
 
     async def version(self) -> str:
-        """Ollama's version; raises UpstreamError(unreachable) when it does not answer."""
+        """Ollama's version; raises UpstreamError(unreachable) when it does not answer twice.
+
+        A pooled connection can be closed by the server just as we reuse it; one failure is
+        therefore retried at once (the pool drops the broken connection, so on a new one)."""
         quick = self.settings.connect_timeout_s
-        try:
-            response = await self._pool.request(
-                "GET",
-                f"{self.base_url}/api/version",
-                headers=[self._host_header],
-                extensions={"timeout": {"connect": quick, "read": quick, "write": quick, "pool": quick}},
-            )
-            if response.status != 200:
-                raise ValueError(f"HTTP {response.status}")
-            return str(json.loads(response.content).get("version", "unknown"))
-        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, ValueError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+        timeout = {"timeout": {"connect": quick, "read": quick, "write": quick, "pool": quick}}
+        for attempt in (1, 2):
+            try:
+                response = await self._pool.request(
+                    "GET", f"{self.base_url}/api/version", headers=[self._host_header], extensions=timeout
+                )
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status}")
+                return str(json.loads(response.content).get("version", "unknown"))
+            except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, ValueError) as exc:
+                if attempt == 2 or isinstance(exc, httpcore.ConnectError):
+                    raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+        raise AssertionError("unreachable code")
 
     async def show(self, tag: str) -> ModelInfo | None:
         """What Ollama knows of `tag`, or None when it is not pulled."""
@@ -99,21 +111,25 @@ class OllamaBackend:
         except ollama.ResponseError as exc:
             if exc.status_code == 404:
                 return None
-            raise UpstreamError(_kind_of(exc.status_code, exc.error), f"Ollama show {tag}: {exc.error}") from exc
+            raise UpstreamError(kind_of(exc.status_code, exc.error), f"Ollama show {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        details = shown.details
+        details = shown.details.model_dump() if shown.details else {}
         return ModelInfo(
             tag=tag,
             capabilities=tuple(shown.capabilities or ()),
-            quantization=(details.quantization_level if details else None) or "",
+            quantization=details.get("quantization_level") or "",
+            details=details,
+            model_info=dict(shown.modelinfo or {}),
         )
 
-    async def pull(self, tag: str) -> AsyncIterator[ollama.ProgressResponse]:
+    async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
         """Ollama's pull progress; an in-stream error raises UpstreamError(pull_failed)."""
         try:
             async for progress in await self.client.pull(tag, stream=True):
-                yield progress
+                yield PullProgress(
+                    progress.status or "", progress.digest or "", progress.total or 0, progress.completed or 0
+                )
         except ollama.ResponseError as exc:
             raise UpstreamError("pull_failed", f"pulling {tag} failed: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
@@ -130,35 +146,54 @@ class OllamaBackend:
                 think=False if think_off else None,
             )
         except ollama.ResponseError as exc:
-            raise UpstreamError(_kind_of(exc.status_code, exc.error), f"loading {tag}: {exc.error}") from exc
+            raise UpstreamError(kind_of(exc.status_code, exc.error), f"loading {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
 
     # -- the token path --------------------------------------------------------------------------
 
-    def chat_body(self, tag: str, request: LLMRequest, think_off: bool) -> dict:
-        """The exact /api/chat body for a Livepeer request."""
-        options: dict[str, int | float] = {
+    def chat_body(self, tag: str, request: GenerationRequest, think_off: bool) -> dict:
+        """The exact /api/chat body for a request. num_ctx and num_predict are always set: the same
+        num_ctx on every call avoids reloads, and num_predict never exceeds it (past the context
+        Ollama shifts it and can run away)."""
+        num_ctx = self.settings.num_ctx
+        options: dict[str, Any] = {
             **self._options_base,
-            # never more than the context: past it Ollama shifts the context and can run away
-            "num_predict": min(request.max_tokens, self.settings.num_ctx),
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            "num_predict": min(request.max_tokens or num_ctx, num_ctx),
         }
-        if request.top_k > 0:
+        for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+            value = getattr(request, name)
+            if value is not None:
+                options[name] = value
+        if request.top_k is not None and request.top_k > 0:
             options["top_k"] = request.top_k
-        body: dict = {
+        if request.stop:
+            options["stop"] = list(request.stop)
+        body: dict[str, Any] = {
             "model": tag,
-            "messages": [m.model_dump() for m in request.messages],
+            "messages": [ollama_message(m) for m in request.messages],
             "stream": True,
             "options": options,
             "keep_alive": self.settings.ollama_keep_alive,
         }
+        if request.output_format is not None:
+            body["format"] = request.output_format
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {}},
+                }
+                for t in request.tools
+            ]
+        if request.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
         if think_off:
             body["think"] = False
         return body
 
-    async def generate(self, tag: str, request: LLMRequest, *, think_off: bool = False) -> AsyncIterator[str | Finish]:
+    async def chat(self, tag: str, request: GenerationRequest, *, think_off: bool = False) -> AsyncIterator[Event]:
         """Stream one chat generation. Closing this generator closes the upstream connection,
         which is what makes Ollama stop."""
         content = json.dumps(self.chat_body(tag, request, think_off)).encode()
@@ -169,17 +204,18 @@ class OllamaBackend:
         # model load) gets first_token_timeout_s, every later read inter_token_timeout_s.
         timeouts = {"timeout": dict(self._timeouts["timeout"])}
         thinking = False
+        tool_calls = 0
         try:
             async with self._pool.stream(
                 "POST", f"{self.base_url}/api/chat", headers=headers, content=content, extensions=timeouts
             ) as response:
                 if response.status != 200:
-                    message = _error_text(await response.aread(), response.status)
+                    message = error_text(await response.aread(), response.status)
                     raise UpstreamError(
-                        _kind_of(response.status, message), _describe_status(tag, response.status, message)
+                        kind_of(response.status, message), describe_status(tag, response.status, message)
                     )
                 timeouts["timeout"]["read"] = inter_token
-                lines = _ndjson_lines(response.aiter_stream())
+                lines = ndjson_lines(response.aiter_stream())
                 while True:
                     try:
                         line = await anext(lines)
@@ -188,7 +224,7 @@ class OllamaBackend:
                     chunk = json.loads(line)
                     if "error" in chunk:
                         message = str(chunk["error"])
-                        raise UpstreamError(_kind_of(500, message), f"Ollama failed mid-stream: {message}")
+                        raise UpstreamError(kind_of(500, message), f"Ollama failed mid-stream: {message}")
                     message_part = chunk.get("message") or {}
                     thought = message_part.get("thinking")
                     text = message_part.get("content") or ""
@@ -200,17 +236,21 @@ class OllamaBackend:
                     elif thinking and (text or chunk.get("done")):
                         text = THINK_CLOSE + text
                         thinking = False
+                    for call in message_part.get("tool_calls") or ():
+                        yield ToolCallEvent(tool_calls, tool_call(call))
+                        tool_calls += 1
                     if chunk.get("done"):
                         if text:
                             yield text
-                        await _drain(lines)  # a fully read response keeps its connection for reuse
-                        yield Finish(
-                            reason="length" if chunk.get("done_reason") == "length" else "stop",
-                            prompt_tokens=int(chunk.get("prompt_eval_count") or 0),
-                            completion_tokens=int(chunk.get("eval_count") or 0),
+                        await drain(lines)  # a fully read response keeps its connection for reuse
+                        yield End(
+                            LENGTH if chunk.get("done_reason") == "length" else STOP,
+                            int(chunk.get("prompt_eval_count") or 0),
+                            int(chunk.get("eval_count") or 0),
                         )
                         return
-                    yield text
+                    logprobs = chunk.get("logprobs")
+                    yield Scored(text, logprobs) if logprobs else text
         except httpcore.TimeoutException as exc:
             waited = timeouts["timeout"]["read"]
             raise UpstreamError("timeout", f"Ollama sent nothing for {waited:g}s for {tag} ({exc!r})") from exc
@@ -223,52 +263,3 @@ class OllamaBackend:
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
-
-
-async def _ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a byte stream into non-empty lines (Ollama writes one JSON object per line)."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
-
-
-async def _drain(lines: AsyncIterator[bytes], limit_s: float = 1.0) -> None:
-    """Read the (empty) rest of a finished stream, so the connection goes back to the pool."""
-    try:
-        async with asyncio.timeout(limit_s):
-            async for _ in lines:
-                pass
-    except (TimeoutError, httpcore.NetworkError, httpcore.ProtocolError):
-        pass  # the connection is simply closed instead
-
-
-def _error_text(body: bytes, status: int) -> str:
-    try:
-        return str(json.loads(body).get("error") or body.decode(errors="replace"))
-    except (ValueError, AttributeError):
-        return body.decode(errors="replace") or f"HTTP {status}"
-
-
-def _kind_of(status: int, message: str) -> str:
-    lowered = message.lower()
-    if "out of memory" in lowered or "cudamalloc" in lowered or "unable to allocate" in lowered:
-        return "oom"
-    if status == 404:
-        return "not_found"
-    if status >= 500 or status == -1:
-        return "upstream_5xx"
-    return "upstream_4xx"
-
-
-def _describe_status(tag: str, status: int, message: str) -> str:
-    if status == 404:
-        return f"model {tag} is not in Ollama ({message}); it is being pulled, or run `llm-runner pull`"
-    if _kind_of(status, message) == "oom":
-        return f"Ollama ran out of memory for {tag}: {message} (try a smaller model or LLM_RUNNER_NUM_CTX)"
-    return f"Ollama answered {status} for {tag}: {message}"

@@ -1,0 +1,46 @@
+"""What a generation yields: text deltas (plain `str`, one per upstream token, possibly empty),
+tool calls, per-token log probabilities, and exactly one `End` with the exact usage.
+
+`str` stays a bare string on purpose: it is the event of the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llm_runner.core.request import ToolCall
+
+# Every way a generation ends. The first three come from the upstream, the rest from the loop.
+STOP, LENGTH, ERROR, CANCELLED, DRAINED = "stop", "length", "error", "cancelled", "drained"
+# Ways a request ends before a generation starts (refusals), for the summary line and metrics.
+BUSY, UNAVAILABLE, INVALID = "busy", "unavailable", "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent:
+    index: int
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A text delta with its log probabilities (only when the request asked for them)."""
+
+    text: str
+    logprobs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    reason: str  # STOP | LENGTH | ERROR | CANCELLED | DRAINED
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""  # what went wrong, for ERROR
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+Event = str | Scored | ToolCallEvent | End

@@ -1,0 +1,27 @@
+"""OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`, with the statuses the
+`openai` client and gateways act on (429/503 carry Retry-After: try again, or elsewhere)."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+from llm_runner.core.errors import BadRequest, Busy, NotReady, RunnerError, Unauthorized
+
+
+def openai_error(
+    status: int, message: str, kind: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return JSONResponse(body, status, headers=headers)
+
+
+def as_openai(exc: RunnerError) -> JSONResponse:
+    if isinstance(exc, Unauthorized):
+        return openai_error(401, exc.msg, "authentication_error")
+    if isinstance(exc, BadRequest):
+        return openai_error(400, exc.msg, "invalid_request_error", exc.param)
+    if isinstance(exc, Busy):
+        return openai_error(429, exc.msg, "rate_limit_error", headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, NotReady):
+        return openai_error(503, exc.msg, "service_unavailable", headers={"Retry-After": str(exc.retry_after_s)})
+    return openai_error(500, exc.msg, "api_error")

@@ -1,0 +1,149 @@
+"""OpenAI framing: core events → `chat.completion.chunk` SSE bytes, or one `chat.completion`.
+
+Text chunks are framed by hand from a pre-encoded head (the hot path). `usage` is exact on the
+last chunk: with `stream_options.include_usage` in OpenAI's own extra chunk (empty `choices`),
+otherwise on the chunk that carries `finish_reason`, so gateways can always bill from it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent
+from llm_runner.core.loop import Generation
+from llm_runner.core.request import ToolCall
+from llm_runner.sse import DONE_EVENT
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def finish_reason(end: End, called_tools: bool) -> str:
+    """OpenAI has no word for a stream cut by shutdown; `length` tells clients it was cut short."""
+    if called_tools and end.reason != LENGTH:
+        return "tool_calls"
+    return LENGTH if end.reason == DRAINED else end.reason
+
+
+def usage(end: End) -> dict[str, int]:
+    return {
+        "prompt_tokens": end.prompt_tokens,
+        "completion_tokens": end.completion_tokens,
+        "total_tokens": end.total_tokens,
+    }
+
+
+def tool_call_json(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def logprobs_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama's per-token entries already follow OpenAI's field names."""
+    return [
+        {
+            "token": e.get("token", ""),
+            "logprob": e.get("logprob", 0.0),
+            "bytes": e.get("bytes"),
+            "top_logprobs": [
+                {"token": t.get("token", ""), "logprob": t.get("logprob", 0.0), "bytes": t.get("bytes")}
+                for t in e.get("top_logprobs") or ()
+            ],
+        }
+        for e in entries
+    ]
+
+
+class OpenAIStream:
+    """The SSE body of one streamed chat completion."""
+
+    def __init__(self, generation: Generation, include_usage: bool, forced_tool: str | None) -> None:
+        self.generation, self.include_usage, self.forced_tool = generation, include_usage, forced_tool
+        self.id, self.created = completion_id(), int(time.time())
+        model = json.dumps(generation.model_id)
+        self._head = (
+            f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":{model},'
+        )
+        self._text_head = (self._head + '"choices":[{"index":0,"delta":{"content":').encode()
+
+    def chunk(self, delta: dict[str, Any] | None, reason: str | None = None, **extra: Any) -> bytes:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": reason, **extra}]
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.generation.model_id,
+            "choices": choices,
+        }
+        if "usage" in extra:
+            payload["usage"] = extra.pop("usage")
+            if choices:
+                choices[0].pop("usage")
+        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+    async def body(self) -> AsyncIterator[bytes]:
+        yield self.chunk({"role": "assistant", "content": ""})
+        calls = 0
+        forced_text: list[str] = []
+        async for event in self.generation.events():
+            kind = type(event)
+            if kind is str:
+                if self.forced_tool is not None:
+                    forced_text.append(event)  # type: ignore[arg-type]
+                elif event:
+                    yield self._text_head + json.dumps(event).encode() + b'},"finish_reason":null}]}\n\n'
+            elif kind is Scored:
+                delta = {"content": event.text}  # type: ignore[union-attr]
+                yield self.chunk(delta, None, logprobs={"content": logprobs_json(event.logprobs)})  # type: ignore[union-attr]
+            elif kind is ToolCallEvent:
+                call = {"index": event.index, **tool_call_json(event.call)}  # type: ignore[union-attr]
+                calls += 1
+                yield self.chunk({"tool_calls": [call]})
+            elif kind is End:
+                async for part in self._end(event, calls, "".join(forced_text)):  # type: ignore[arg-type]
+                    yield part
+
+    async def _end(self, end: End, calls: int, forced_text: str) -> AsyncIterator[bytes]:
+        if end.reason == ERROR:
+            error = {"error": {"message": end.error, "type": "api_error", "param": None, "code": None}}
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+            yield DONE_EVENT
+            return
+        if self.forced_tool is not None and end.reason != DRAINED:
+            call = ToolCall(f"call_{uuid.uuid4().hex[:24]}", self.forced_tool, forced_text)
+            yield self.chunk({"tool_calls": [{"index": 0, **tool_call_json(call)}]})
+            calls += 1
+        reason = finish_reason(end, calls > 0)
+        if self.include_usage:
+            yield self.chunk({}, reason)
+            yield self.chunk(None, usage=usage(end))
+        else:
+            yield self.chunk({}, reason, usage=usage(end))
+        yield DONE_EVENT
+
+
+def completion_json(generation: Generation, events: list[Event], end: End, forced_tool: str | None) -> dict[str, Any]:
+    """One non-streamed `chat.completion`."""
+    text = "".join(e if type(e) is str else e.text for e in events if type(e) in (str, Scored))  # type: ignore[union-attr]
+    calls = [tool_call_json(e.call) for e in events if type(e) is ToolCallEvent]  # type: ignore[union-attr]
+    if forced_tool is not None and end.reason != DRAINED:
+        calls.append(tool_call_json(ToolCall(f"call_{uuid.uuid4().hex[:24]}", forced_tool, text)))
+        text = ""
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(end, bool(calls))}
+    scored = [entry for e in events if type(e) is Scored for entry in e.logprobs]  # type: ignore[union-attr]
+    choice["logprobs"] = {"content": logprobs_json(scored)} if generation.request.top_logprobs is not None else None
+    return {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": generation.model_id,
+        "choices": [choice],
+        "usage": usage(end),
+    }
