@@ -9,10 +9,11 @@ from __future__ import annotations
 import statistics
 
 from bench.loadgen import direct_target, one_stream, runner_target
+from llm_runner.engine.registry import BUNDLED_TAG as TAG
 from tests.servers import Engine, Runner
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
-TAG = "smollm2:135m"
+
 TOKENS = 256
 ROUNDS = 5
 

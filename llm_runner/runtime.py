@@ -24,8 +24,8 @@ from llm_runner.settings import (
     Settings,
     UpstreamSpec,
 )
-from llm_runner.upstream.base import Upstream
-from llm_runner.upstream.catalog import Catalog
+from llm_runner.upstream.base import ModelInfo, Upstream
+from llm_runner.upstream.catalog import Catalog, check_identity
 from llm_runner.upstream.lifecycle import Lifecycle
 from llm_runner.upstream.ollama import OllamaUpstream
 from llm_runner.upstream.router import UpstreamRouter
@@ -85,6 +85,7 @@ class Runtime:
             think_off=settings.think == "off",
             interval_s=settings.health_interval_s,
             startup_grace_s=settings.startup_grace_s,
+            identity=self.check_identity,
         )
         self.router = UpstreamRouter(self.upstreams, self.lifecycle)
         self.admission = Admission(self.router, settings.max_queue, settings.queue_timeout_s)
@@ -92,6 +93,16 @@ class Runtime:
         tags = {m.model_id: m.tag for m in self.models}
         self.loop = GenerationLoop(tags, self.lifecycle, self.admission, self.metrics, settings)
         self._bind_metrics()
+
+    def check_identity(self, model_id: str, info: ModelInfo) -> str | None:
+        """None when the tag serves the model paid for; a mismatch on an operator's own mapping is
+        served with a warning (they chose it), on a built-in row it is refused."""
+        entry = self.catalog.entry(model_id)
+        mismatch = check_identity(entry, info.details, info.model_info, capabilities=info.capabilities)
+        if mismatch and not entry.enforced:
+            log.warning("%s: %s", model_id, mismatch)
+            return None
+        return mismatch
 
     def _build_upstreams(self) -> list[Upstream]:
         settings = self.settings

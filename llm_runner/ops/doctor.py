@@ -11,7 +11,8 @@ import httpx
 from llm_runner.core.errors import UpstreamError
 from llm_runner.hardware import gpu_info
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings, UpstreamSpec
-from llm_runner.upstream.catalog import Catalog, CatalogError, model_slug
+from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
+from llm_runner.upstream.identity import observed
 from llm_runner.upstream.ollama import OllamaUpstream
 
 
@@ -19,6 +20,7 @@ class Doctor:
     def __init__(self, settings: Settings, ai_models: Path | None, runner_url: str) -> None:
         self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
         self.failed = False
+        self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
 
     def report(self, ok: bool | None, message: str) -> None:
         """ok=True PASS, False FAIL, None WARN."""
@@ -38,14 +40,17 @@ class Doctor:
         return 1 if self.failed else 0
 
     def check_catalog(self, model_ids: list[str]) -> dict[str, str]:
-        catalog = Catalog.load(self.settings.model_map, self.settings.model_map_file)
+        catalog = self.catalog
         tags = {}
         for model_id in model_ids:
             try:
-                tags[model_id] = catalog.resolve(model_id)
+                entry = catalog.entry(model_id)
+                tags[model_id] = entry.tag
                 vram = catalog.vram_gb(model_id)
                 need = f", needs ~{vram:g} GB VRAM" if vram else ""
-                self.report(True, f"{model_id} maps to Ollama tag {tags[model_id]}{need}")
+                what = f" ({entry.identity})" if entry.identity and entry.identity.known else ""
+                how = {"override": " (operator mapping: a mismatch is a warning)", "passthrough": " (GGUF passthrough)"}
+                self.report(True, f"{model_id} maps to Ollama tag {entry.tag}{what}{need}{how.get(entry.source, '')}")
             except CatalogError as exc:
                 self.report(False, str(exc))
         return tags
@@ -65,9 +70,14 @@ class Doctor:
                 info = await backend.show(tag)
                 if info is None:
                     self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
+                    continue
+                entry = self.catalog.entry(model_id)
+                mismatch = check_identity(entry, info.details, info.model_info, capabilities=info.capabilities)
+                if mismatch:
+                    self.report(False if entry.enforced else None, mismatch)
                 else:
-                    quant = f", {info.quantization}" if info.quantization else ""
-                    self.report(True, f"{tag} present in Ollama at {host}{quant}")
+                    found = observed(info.details, info.model_info)
+                    self.report(True, f"{tag} present in Ollama at {host}: {found}, as {model_id} names")
         except UpstreamError as exc:
             self.report(False, f"{exc.msg} (set OLLAMA_HOST; the runner would fall back to its embedded engine)")
         finally:
