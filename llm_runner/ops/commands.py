@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ai = commands.add_parser("ai-models", help="print (or merge into a file) the aiModels.json entries")
     ai.add_argument("--model-id", action="append", help="HF model id (repeat for several; default MODEL_ID)")
     ai.add_argument("--url", default="http://llm_runner:8000", help="runner base url as go-livepeer reaches it")
-    ai.add_argument("--capacity", type=int, default=None, help="parallel requests (default: slots of the upstreams serving it)")
+    ai.add_argument("--capacity", type=int, default=None, help="parallel requests (default: upstream slots)")
     ai.add_argument("--price-per-unit", type=float, default=0.18, help="price per pixels_per_unit requested max_tokens")
     ai.add_argument("--pixels-per-unit", type=int, default=1_000_000)
     ai.add_argument("--currency", default="USD")

@@ -222,7 +222,9 @@ class Lifecycle:
             info = await upstream.show(state.tag)
             if info is None:
                 if not self.pull_enabled:
-                    state.set(LOADING, MISSING, f"{state.tag} is not there and pulling is off: run `ollama pull {state.tag}`")
+                    state.set(
+                        LOADING, MISSING, f"{state.tag} is not there and pulling is off: run `ollama pull {state.tag}`"
+                    )
                     return False
                 info = await self._pull(upstream, state)
                 if info is None:
