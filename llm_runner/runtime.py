@@ -17,6 +17,7 @@ from llm_runner.core.admission import Admission
 from llm_runner.core.loop import GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import ServedModel
+from llm_runner.live.wiring import registrations
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
@@ -92,7 +93,18 @@ class Runtime:
         self.lifecycle.listeners.append(self.admission.poke)
         tags = {m.model_id: m.tag for m in self.models}
         self.loop = GenerationLoop(tags, self.lifecycle, self.admission, self.metrics, settings)
+        try:
+            self.registrations = registrations(settings, self.models, self.live_state)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        for registration in self.registrations:
+            self.lifecycle.listeners.append(registration.poke)
         self._bind_metrics()
+
+    def live_state(self, model_id: str) -> tuple[bool, int]:
+        """What a live-runner registration reports: ready (servable, not draining) and ready slots."""
+        ready = self.lifecycle.is_ready(model_id) and not self.loop.draining
+        return ready, self.lifecycle.capacity(model_id) if ready else 0
 
     def check_identity(self, model_id: str, info: ModelInfo) -> str | None:
         """None when the tag serves the model paid for; a mismatch on an operator's own mapping is
@@ -136,6 +148,8 @@ class Runtime:
                 self.settings.drain_timeout_s,
             )
         self.loop.drain(self.settings.drain_timeout_s)
+        for registration in self.registrations:
+            registration.poke()  # tell the orchestrator now: no new sessions
 
     async def start(self) -> None:
         if self.backend_kind == "embedded":
@@ -146,10 +160,14 @@ class Runtime:
         for upstream in self.upstreams:
             await upstream.start()
         self.lifecycle.start()
+        for registration in self.registrations:
+            await registration.start()
         served = ", ".join(f"{m.model_id} ({m.tag})" for m in self.models)
         log.info("serving %s via %s", served, ", ".join(u.name for u in self.upstreams))
 
     async def stop(self) -> None:
+        for registration in self.registrations:
+            await registration.stop()  # unregister: the orchestrator stops routing at once
         await self.lifecycle.stop()
         for upstream in self.upstreams:
             await upstream.aclose()

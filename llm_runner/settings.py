@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llm_runner import __version__
@@ -175,6 +175,20 @@ class Settings(BaseSettings):
     engine_port: int = Field(0, ge=0, le=65535, description="Embedded engine port (0 = any free port).")
     engine_models_dir: Path | None = Field(None, description="Folder of extra GGUF files for the engine.")
     engine_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: all cores).")
+    live_orchestrator_url: str | None = Field(
+        None,
+        description="Register dynamically as a live runner with this orchestrator (its -liveRunnerAddr, "
+        "e.g. https://orchestrator:8935); off when unset.",
+    )
+    live_orch_secret: SecretStr | None = Field(None, description="The orchestrator's -orchSecret (never logged).")
+    live_public_url: str = Field(
+        "http://127.0.0.1:8000", description="This runner's base URL as the orchestrator reaches it."
+    )
+    live_price: float | None = Field(None, gt=0, description="price_info.price in USD per unit (on-chain).")
+    live_unit: Literal["hour", "720p", "fixed"] = Field("hour", description="price_info.unit.")
+    live_verify_tls: bool = Field(
+        False, description="Verify the orchestrator's TLS certificate (go-livepeer's own is self-signed)."
+    )
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 

@@ -56,6 +56,11 @@ class GenerationRequest:
         return sum(len(m.content) for m in self.messages)
 
 
+def model_slug(model_id: str) -> str:
+    """Path-safe form of an HF id, for the per-model prefix `/models/<slug>/`."""
+    return model_id.replace("/", "--")
+
+
 @dataclass(frozen=True, slots=True)
 class ServedModel:
     """A model this runner serves: the HF id clients name, and the upstream's tag for it."""
@@ -65,5 +70,4 @@ class ServedModel:
 
     @property
     def slug(self) -> str:
-        """Path-safe form of the id, for the per-model prefix `/models/<slug>/`."""
-        return self.model_id.replace("/", "--")
+        return model_slug(self.model_id)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from llm_runner import __version__
 from llm_runner.ops import commands as commands_module
+from llm_runner.ops import compose as compose_module
+from llm_runner.ops import live as live_commands
 from llm_runner.ops.console import fail, load_settings
 
 
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     engine.set_defaults(run=_engine)
 
     commands_module.register(commands)
+    compose_module.register(commands)
+    live_commands.register(commands)
 
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from llm_runner.core.request import model_slug
 from llm_runner.upstream.identity import Identity, check_identity, quant_from_tag
 
 __all__ = ["BUILTIN", "Catalog", "CatalogEntry", "CatalogError", "Identity", "check_identity", "model_slug"]
@@ -134,11 +135,6 @@ BUILTIN: tuple[CatalogEntry, ...] = (
 
 _HF_TAG = re.compile(r"^(?:hf\.co|huggingface\.co)/[\w.-]+/[\w.-]+(?::[\w.-]+)?$")
 _GGUF_REPO = re.compile(r"^([\w.-]+/[\w.-]+-GGUF)(:[\w.-]+)?$", re.IGNORECASE)
-
-
-def model_slug(model_id: str) -> str:
-    """Path-safe form of an HF id, for the per-model prefix `/models/<slug>/`."""
-    return model_id.replace("/", "--")
 
 
 class CatalogError(ValueError):

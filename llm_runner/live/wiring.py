@@ -1,0 +1,51 @@
+"""Dynamic registration of each served model as a live runner, fed by the runner's own state:
+status `ready` only while the model can be served, capacity = slots ready now, unregistered on
+shutdown. This is what no static runners.json can do: capacity that follows upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from llm_runner.core.request import ServedModel
+from llm_runner.hardware import gpu_info
+from llm_runner.live.registration import Registration, RegistrationConfig, RunnerSnapshot
+from llm_runner.live.runners_json import APP_PREFIX, gpu_entry
+from llm_runner.settings import Settings
+
+
+def price_info(settings: Settings) -> dict[str, Any] | None:
+    if settings.live_price is None:
+        return None
+    return {"price": settings.live_price, "currency": "usd", "unit": settings.live_unit}
+
+
+def registrations(
+    settings: Settings, models: list[ServedModel], state: Callable[[str], tuple[bool, int]]
+) -> list[Registration]:
+    """One registration per served model; `state(model_id)` → (ready, ready slots)."""
+    if not settings.live_orchestrator_url:
+        return []
+    if settings.live_orch_secret is None:
+        raise ValueError("LLM_RUNNER_LIVE_ORCHESTRATOR_URL needs LLM_RUNNER_LIVE_ORCH_SECRET (its -orchSecret)")
+    gpus = gpu_info()
+    gpu = gpu_entry(gpus["0"]) if "0" in gpus else None
+    out = []
+    for model in models:
+        config = RegistrationConfig(
+            orchestrator_url=settings.live_orchestrator_url,
+            orch_secret=settings.live_orch_secret.get_secret_value(),
+            runner_url=f"{settings.live_public_url.rstrip('/')}/models/{model.slug}",
+            app=APP_PREFIX + model.model_id,
+            version=settings.version,
+            gpu=gpu,
+            price=price_info(settings),
+            label=model.slug,
+            verify=settings.live_verify_tls,
+        )
+
+        def snapshot(config: RegistrationConfig = config, model_id: str = model.model_id) -> RunnerSnapshot:
+            return config.snapshot(*state(model_id))
+
+        out.append(Registration(config, snapshot))
+    return out
