@@ -55,6 +55,7 @@ class GenerationLoop:
         self.tags, self.readiness, self.admission = tags, readiness, admission
         self.metrics, self.limits = metrics, limits
         self.draining = False
+        self.cutting = False  # the drain period is over: every stream ends with `drained`
         self.live: set[Generation] = set()
 
     async def start(self, request: GenerationRequest, receive: Receive, max_queue: int | None = None) -> Generation:
@@ -66,6 +67,9 @@ class GenerationLoop:
         except RunnerError as exc:
             reason = _refusal_reason(exc)
             self.account(request, End(reason, error=exc.msg), arrived, arrived)
+            raise
+        except Exception as exc:  # a bug below us: still accounted, then the face's 500
+            self.account(request, End(ERROR, error=_internal(exc)), arrived, arrived)
             raise
 
     async def _start(
@@ -93,14 +97,19 @@ class GenerationLoop:
             try:
                 first = await until_disconnected(receive, anext(events))
             except BaseException as exc:
+                if isinstance(exc, UpstreamError):  # before the slot is freed: no waiter gets it
+                    self.metrics.upstream_errors.labels(upstream.name, exc.kind).inc()
+                    self.readiness.report_failure(upstream.name, model_id, exc)
                 lease.release()
                 await events.aclose()
                 if not isinstance(exc, UpstreamError):
                     raise
-                self.metrics.upstream_errors.labels(upstream.name, exc.kind).inc()
-                self.readiness.report_failure(upstream.name, model_id, exc)
                 tried |= {upstream.name}
                 if not exc.retryable or not self.admission.router.others_ready(model_id, tried):
+                    # An upstream found down: say which and since when, as a refusal would.
+                    reason = self.admission.router.unservable(model_id) if exc.kind == "unreachable" else None
+                    if reason is not None:
+                        raise NotReady(reason) from exc
                     raise
                 log.warning("%s failed before the first token, trying another upstream: %s", upstream.name, exc.msg)
                 continue
@@ -108,6 +117,8 @@ class GenerationLoop:
             self.metrics.ttft.labels(model_id).observe(first_at - arrived)
             generation = Generation(self, request, lease, events, first, arrived, first_at)
             self.live.add(generation)
+            if self.cutting:  # its first token came after the drain period: end it at once
+                generation.cut()
             return generation
 
     def drain(self, timeout_s: float) -> None:
@@ -119,6 +130,7 @@ class GenerationLoop:
         asyncio.get_running_loop().call_later(timeout_s, self._cut)
 
     def _cut(self) -> None:
+        self.cutting = True
         for generation in list(self.live):
             generation.cut()
 
@@ -205,6 +217,9 @@ class Generation:
         except UpstreamError as exc:
             self.loop.metrics.upstream_errors.labels(self.lease.upstream.name, exc.kind).inc()
             yield self._end(End(ERROR, 0, self.completion, exc.msg))
+        except Exception as exc:  # an upstream that broke its contract: the stream still ends
+            log.exception("%s: the upstream stream failed unexpectedly", self.model_id)
+            yield self._end(End(ERROR, 0, self.completion, _internal(exc)))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not self._drained or (task is not None and task.uncancel() > 0):
@@ -260,3 +275,7 @@ def _refusal_reason(exc: RunnerError) -> str:
     if isinstance(exc, UpstreamError):
         return ERROR
     return INVALID
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"

@@ -253,6 +253,10 @@ class Lifecycle:
             if exc.kind == "unreachable":
                 self.health[upstream.name].mark_down(exc.msg)
             return False
+        except Exception as exc:  # an answer we did not expect: keep the supervisor alive, retry later
+            log.exception("%s on %s: checking %s failed", state.model_id, upstream.name, state.tag)
+            state.set(LOADING, FAILED, f"checking {state.tag} failed: {type(exc).__name__}: {exc}")
+            return False
 
     async def _pull(self, upstream: Upstream, state: ModelState) -> ModelInfo | None:
         """Pull once per tag at a time: upstreams sharing a models volume then find it present."""
