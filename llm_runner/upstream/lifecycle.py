@@ -246,6 +246,9 @@ class Lifecycle:
             state.set(OK, READY, f"ready ({state.tag}{', ' + info.quantization if info.quantization else ''})")
             return True
         except UpstreamError as exc:
+            if exc.kind == "no_such_model":  # the message says what to install
+                state.set(ERROR, FAILED, exc.msg)
+                return True
             if exc.kind == "pull_failed" and any(p in exc.msg.lower() for p in _PERMANENT_PULL_ERRORS):
                 state.set(ERROR, FAILED, f"{exc.msg}; check the tag in the model map")
                 return True
