@@ -1,8 +1,12 @@
 """Benchmarks: is the bridge ever the bottleneck?  `python -m bench --help`
 
-`python -m bench` (relay): the same streaming workload straight against the scripted Ollama
+`python -m bench` (lean, bench/relay.py): added time to first token and tokens/s of a minimal
+Python relay (the yardstick), /llm and /v1 side by side, with new and with kept connections.
+`python -m bench relay`: the same streaming workload straight against the scripted Ollama
 stand-in and through llm-runner in front of it, at several concurrency levels; then the relay's
 ceiling in SSE events per CPU-second, and RSS growth over many requests.
+`python -m bench profile` (bench/profile.py): where the runner's CPU goes during bursts.
+`python -m bench live` (bench/live.py): readiness-URL latency under load, and soaks.
 `python -m bench engine`: decode tokens/s of the embedded llama.cpp engine, direct and via /llm.
 Prints a table and writes JSON (and, with --plot, a PNG) under bench/results/.
 """
@@ -197,9 +201,20 @@ def save(report: dict, name: str) -> Path:
     return path
 
 
+OWN_CLI = {"lean": "bench.relay", "profile": "bench.profile", "live": "bench.live"}  # each has cli(argv)
+
+
 def main() -> None:
+    import importlib
+    import sys
+
+    argv = sys.argv[1:]
+    if not argv or argv[0] in OWN_CLI or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        name = argv.pop(0) if argv and argv[0] in OWN_CLI else "lean"
+        importlib.import_module(OWN_CLI[name]).cli(argv)
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["relay", "engine"], default="relay")
+    parser.add_argument("what", nargs="?", choices=["relay", "engine", *OWN_CLI], default="lean")
     parser.add_argument("--levels", default="1,16,64,256", help="concurrency levels")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per stream")
     parser.add_argument("--rate", type=float, default=50.0, help="stand-in tokens/s per stream")

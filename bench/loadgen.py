@@ -40,6 +40,14 @@ def is_sse_token(line: bytes) -> bool:
     return line.startswith(b"data: {") and b'"finish_reason":""' in line
 
 
+def is_openai_token(line: bytes) -> bool:
+    return line.startswith(b"data: {") and b'"delta":{"content":' in line
+
+
+def is_relayed_ndjson_token(line: bytes) -> bool:
+    return line.startswith(b"data: {") and b'"done":false' in line
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to send a stream and how to recognise a token line."""
@@ -63,6 +71,17 @@ def direct_target(ollama_url: str, max_tokens: int, tag: str = TAG, options: dic
 def runner_target(runner_url: str, max_tokens: int, model: str = LLAMA) -> Target:
     body = {"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "stream": True}
     return Target("runner", runner_url + "/llm", body, is_sse_token)
+
+
+def openai_target(runner_url: str, max_tokens: int, model: str = LLAMA, path: str = "/v1/chat/completions") -> Target:
+    body = {"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "stream": True}
+    return Target("/v1", runner_url + path, body, is_openai_token)
+
+
+def yardstick_target(relay_url: str, max_tokens: int, tag: str = TAG) -> Target:
+    """bench/relay.py: the Ollama body, relayed as is and re-framed as SSE."""
+    direct = direct_target(relay_url, max_tokens, tag)
+    return Target("yardstick", relay_url + "/relay", direct.body, is_relayed_ndjson_token)
 
 
 class Connections:
@@ -93,6 +112,7 @@ async def one_stream(target: Target, connections: Connections | None = None) -> 
     A bare asyncio client (no httpx) so that the measuring side costs as little CPU as possible:
     client, stand-in and runner share the same few cores.
     """
+    fresh = connections is None  # a new connection for this request only, closed after it
     connections = connections or Connections()
     sample = Sample()
     url = urlsplit(target.url)
@@ -135,8 +155,9 @@ async def one_stream(target: Target, connections: Connections | None = None) -> 
                 sample.tokens += 1
         if sample.tokens:
             sample.duration = last - first
-        connections.put(connection)
-        connection = None
+        if not fresh:
+            connections.put(connection)
+            connection = None
     except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -156,6 +177,17 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[min(98, max(0, int(q) - 1))]
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-th quantile (0..1), linear between order statistics; nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def summarize(samples: list[Sample]) -> dict:
