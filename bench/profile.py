@@ -5,7 +5,9 @@ request up and tearing it down weigh most) on /llm, then on /v1, while py-spy sa
 process (`py-spy record --format raw`; only on-CPU samples count). Prints, per face, the top
 functions by own time, own time by package, and the runner's own functions by inclusive time
 (`GenerationLoop.start` is everything from arrival to the first token: the per-request set-up),
-with the runner's CPU per request measured alongside.
+with the runner's CPU per request measured alongside. The yardstick relay (bench/relay.py) is
+profiled the same way, and a last table puts CPU per request by package side by side. The
+collapsed stacks are kept in bench/results/profile-<face>.txt (for flamegraph.pl or speedscope).
 
 If py-spy cannot attach (no ptrace), falls back to cProfile around a runner started in-process
 (uvicorn in a thread), and says so. The stand-in answers every chat with `Connection: close`, as in
@@ -26,13 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OURS = ("llm_runner/", "llm_runner.")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def py_spy() -> str | None:
@@ -106,6 +103,8 @@ def report(face: str, own: Counter, inclusive: Counter, total: int, top: int) ->
         + ", ".join(f"{p} {n / total * 100:.0f} %" for p, n in packages.most_common(12))
     )
     skip = ("ops/cli.py", "llm_runner/__main__.py")
+    if face == "yardstick":
+        return
     ours = [(f, n) for f, n in inclusive.most_common() if any(m in f for m in OURS) and not any(x in f for x in skip)]
     print(f"\n### {face}: llm_runner functions by inclusive time\n")
     print("| incl. % | function (file) |\n|---|---|")
@@ -114,13 +113,15 @@ def report(face: str, own: Counter, inclusive: Counter, total: int, top: int) ->
 
 
 async def with_py_spy(spy: str, args: argparse.Namespace) -> None:
-    from bench.loadgen import openai_target, runner_target
+    from bench.loadgen import openai_target, runner_target, yardstick_target
+    from bench.relay import cpu_ns
     from llm_runner.engine.launcher import free_port
-    from tests.servers import Runner, StandIn
+    from tests.servers import Runner, Server, StandIn
 
-    port = free_port()
+    port, yard_port = free_port(), free_port()
     ollama = StandIn(port)
     ollama.args = ["-m", "bench.relay", "--standin", "--port", str(port)]
+    yard = Server(["-m", "bench.relay", "--port", str(yard_port), "--upstream", ollama.url], yard_port)
     env = {
         "OLLAMA_HOST": ollama.url,
         "MODEL_ID": LLAMA,
@@ -130,13 +131,18 @@ async def with_py_spy(spy: str, args: argparse.Namespace) -> None:
         "LLM_RUNNER_HEALTH_INTERVAL_S": "5",
     }
     levels = [int(n) for n in args.levels.split(",")]
-    with ollama, Runner(env) as runner:
+    with ollama, yard, Runner(env) as runner:
         runner.wait_status("OK")
         ollama.script(tokens=args.tokens, token_rate=0)
-        pid = runner.process.pid
-        faces = {"/llm": runner_target(runner.url, args.tokens), "/v1": openai_target(runner.url, args.tokens)}
-        await load(list(faces.values()), levels, 2.0)  # warm-up: imports, caches, pools
-        for face, target in faces.items():
+        faces = {
+            "/llm": (runner.process.pid, runner_target(runner.url, args.tokens)),
+            "/v1": (runner.process.pid, openai_target(runner.url, args.tokens)),
+        }
+        if not args.no_yardstick:
+            faces["yardstick"] = (yard.process.pid, yardstick_target(yard.url, args.tokens))
+        await load([target for _, target in faces.values()], levels, 2.0)  # warm-up: imports, caches, pools
+        per_request: dict[str, Counter] = {}  # face → package → CPU ms per request
+        for face, (pid, target) in faces.items():
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "raw.txt"
                 command = [spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
@@ -146,18 +152,41 @@ async def with_py_spy(spy: str, args: argparse.Namespace) -> None:
                     *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
                 )
                 await asyncio.sleep(0.5)  # py-spy attaches
-                cpu_before = cpu_seconds(pid)
+                cpu_before = cpu_ns(pid)
                 requests, errors = await load([target], levels, args.seconds - 1.0)
-                cpu = cpu_seconds(pid) - cpu_before
+                cpu_ms = (cpu_ns(pid) - cpu_before) / 1e6 / max(requests, 1)
                 _, err = await recorder.communicate()
                 if not out.exists():
                     raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')}")
                 own, inclusive, total = parse_raw(out)
+                RESULTS.mkdir(exist_ok=True)
+                (RESULTS / f"profile-{face.strip('/')}.txt").write_text(out.read_text())  # collapsed stacks
+            served_by = "the yardstick relay" if face == "yardstick" else "the runner"
             print(
                 f"\n{face}: {requests} requests ({errors} errors) of {args.tokens} tokens in bursts of "
-                f"{args.levels}; runner CPU {cpu * 1e3 / max(requests, 1):.2f} ms per request"
+                f"{args.levels}; CPU of {served_by}: {cpu_ms:.2f} ms per request"
             )
             report(face, own, inclusive, total, args.top)
+            per_request[face] = Counter({k: v / max(total, 1) * cpu_ms for k, v in packages_of(own).items()})
+        print_packages(per_request)
+
+
+def packages_of(own: Counter) -> Counter:
+    packages: Counter = Counter()
+    for frame, n in own.items():
+        packages[package(frame)] += n
+    return packages
+
+
+def print_packages(per_request: dict[str, Counter]) -> None:
+    """CPU ms per request by package, side by side (own-time share × measured CPU per request)."""
+    faces = list(per_request)
+    names = sorted({p for c in per_request.values() for p in c}, key=lambda p: -max(c[p] for c in per_request.values()))
+    print("\n### CPU per request by package, ms (own-time share × the process's CPU per request)\n")
+    print("| package | " + " | ".join(faces) + " |\n|---" + "|---" * len(faces) + "|")
+    for name in names[:14]:
+        print(f"| {name} | " + " | ".join(f"{per_request[f][name]:.2f}" for f in faces) + " |")
+    print("| **all** | " + " | ".join(f"**{sum(per_request[f].values()):.2f}**" for f in faces) + " |")
 
 
 def with_cprofile(args: argparse.Namespace) -> None:
@@ -224,6 +253,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="sampling time per face")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--no-yardstick", action="store_true", help="profile only the runner's faces")
     parser.add_argument("--cprofile", action="store_true", help="skip py-spy, use the in-process fallback")
     args = parser.parse_args(argv)
     spy = None if args.cprofile else py_spy()

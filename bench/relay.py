@@ -87,7 +87,9 @@ PATHS = ("yardstick", "/llm", "/v1")
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 
 
-async def compare(levels: list[int], tokens: int, long_tokens: int, rate: float, samples: int) -> dict:
+async def compare(
+    levels: list[int], tokens: int, long_tokens: int, rate: float, samples: int, close: bool = True
+) -> dict:
     """Per connection mode and level: rounds of one burst of N simultaneous streams per path,
     the paths in rotating order each round (direct, yardstick, /llm, /v1), against one stand-in.
     Round 0 (long streams) warms up and gives tokens/s; the short rounds after it give the time
@@ -99,6 +101,7 @@ async def compare(levels: list[int], tokens: int, long_tokens: int, rate: float,
     stand-in on a new connection, so all paths pay the same upstream connect and none hits the
     artefact. In "reused" mode only the client side keeps its connections (one per virtual
     client, as go-livepeer's http.Client); the direct baseline is then still a new connection.
+    `close=False` (`--keep-upstream`) runs the plain stand-in instead, to show the artefact.
     """
     from bench.loadgen import Connections, direct_target, one_stream, openai_target, runner_target, yardstick_target
     from llm_runner.engine.launcher import free_port
@@ -106,7 +109,8 @@ async def compare(levels: list[int], tokens: int, long_tokens: int, rate: float,
 
     standin_port, yard_port = free_port(), free_port()
     ollama = StandIn(standin_port)
-    ollama.args = ["-m", "bench.relay", "--standin", "--port", str(standin_port)]
+    if close:
+        ollama.args = ["-m", "bench.relay", "--standin", "--port", str(standin_port)]
     yard = Server(["-m", "bench.relay", "--port", str(yard_port), "--upstream", ollama.url], yard_port)
     env = {
         "OLLAMA_HOST": ollama.url,
@@ -116,7 +120,7 @@ async def compare(levels: list[int], tokens: int, long_tokens: int, rate: float,
         "LLM_RUNNER_LOG_LEVEL": "warning",
         "LLM_RUNNER_HEALTH_INTERVAL_S": "5",  # the default; tests.servers polls every 0.2 s
     }
-    workload = {"tokens": tokens, "long_tokens": long_tokens, "token_rate": rate}
+    workload = {"tokens": tokens, "long_tokens": long_tokens, "token_rate": rate, "upstream_close": close}
     report: dict = {"workload": workload, "fresh": [], "reused": []}
     with ollama, yard, Runner(env) as runner:
         runner.wait_status("OK")
@@ -210,6 +214,10 @@ def markdown(report: dict) -> str:
         f"Workload: streams of {w['tokens']} tokens (TTFT, CPU) and {w['long_tokens']} tokens (tokens/s) at "
         f"{w['token_rate']:g} tokens/s from the stand-in; N streams start at once; paths interleaved by round."
     ]
+    if w.get("upstream_close", True):
+        out.append("Every request reaches the stand-in on a new connection (it answers with Connection: close).")
+    else:
+        out.append("UPSTREAM CONNECTIONS KEPT ALIVE (--keep-upstream): the stand-in's slow-burst artefact is in.")
     for mode, what in (("fresh", "a new connection per request"), ("reused", "keep-alive connections reused")):
         title = f"**Added time to first token, {what}**: the path's TTFT p50 [p10, p90] less direct's p50, ms"
         out += ["", title, "", head]
@@ -270,10 +278,11 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--tokens", type=int, default=30, help="tokens per stream (TTFT rounds)")
     parser.add_argument("--long-tokens", type=int, default=120, help="tokens per stream (tokens/s round)")
     parser.add_argument("--rate", type=float, default=60.0, help="stand-in tokens/s per stream")
+    parser.add_argument("--keep-upstream", action="store_true", help="plain stand-in: shows its keep-alive artefact")
     parser.add_argument("--samples", type=int, default=12, help="at least this many streams per path and level")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
-    report = uvloop.run(compare(levels, args.tokens, args.long_tokens, args.rate, args.samples))
+    report = uvloop.run(compare(levels, args.tokens, args.long_tokens, args.rate, args.samples, not args.keep_upstream))
     table = markdown(report)
     print()
     print(table)
