@@ -8,6 +8,7 @@ An unknown ``LLM_RUNNER_*`` variable is a start-up error: a typo must not silent
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -258,9 +259,11 @@ class Settings(BaseSettings):
 
 
 def _as_number(value: str) -> int | float | None:
+    """Seconds as JSON can carry them: `inf` and `nan` are not numbers to Ollama (nor valid JSON)."""
     for kind in (int, float):
         try:
-            return kind(value)
+            number = kind(value)
         except ValueError:
-            pass
+            continue
+        return number if math.isfinite(number) else None
     return None

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
-from llm_runner.ops.console import fail, load_settings
+from llm_runner.ops.console import fail, load_catalog, load_settings
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
-from llm_runner.upstream.catalog import Catalog, CatalogError
+from llm_runner.upstream.catalog import CatalogError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -60,7 +60,7 @@ def _model_ids(settings: Settings, given: list[str] | None) -> list[str]:
 def ai_models(args: argparse.Namespace) -> int:
     settings = load_settings()
     ids = _model_ids(settings, args.model_id)
-    catalog = Catalog.load(settings.model_map, settings.model_map_file)
+    catalog = load_catalog(settings)
     try:
         for model_id in ids:
             catalog.resolve(model_id)
@@ -89,8 +89,7 @@ def ai_models(args: argparse.Namespace) -> int:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    catalog = Catalog.load(settings.model_map, settings.model_map_file)
+    catalog = load_catalog(load_settings())
     table = Table(title="HF model id → Ollama tag: the weights it must serve, and VRAM at 4k context", box=None)
     table.add_column("HF model id", no_wrap=True)
     table.add_column("Ollama tag", no_wrap=True)
@@ -117,7 +116,7 @@ def pull_model(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     try:
-        tag = Catalog.load(settings.model_map, settings.model_map_file).resolve(args.model_id)
+        tag = load_catalog(settings).resolve(args.model_id)
     except CatalogError as exc:
         return fail(str(exc))
     host = settings.ollama_host or DEFAULT_OLLAMA_HOST
@@ -159,4 +158,5 @@ def run_doctor(args: argparse.Namespace) -> int:
     from llm_runner.ops.doctor import Doctor
 
     settings = load_settings()
+    load_catalog(settings)  # a broken model map file: one line, not a traceback from every check
     return asyncio.run(Doctor(settings, args.ai_models, args.runner_url).run())

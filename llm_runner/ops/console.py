@@ -7,6 +7,7 @@ import sys
 from pydantic import ValidationError
 
 from llm_runner.settings import Settings
+from llm_runner.upstream.catalog import Catalog
 
 
 def fail(message: str) -> int:
@@ -23,3 +24,14 @@ def load_settings() -> Settings:
         raise SystemExit(fail(f"invalid settings: {problems}")) from None
     except ValueError as exc:
         raise SystemExit(fail(str(exc))) from None
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The catalog with the operator's mappings, or exit 2 with one line naming the file and the problem."""
+    try:
+        return Catalog.load(settings.model_map, settings.model_map_file)
+    except ValueError as exc:  # CatalogError, and a file that is not UTF-8
+        message, path = str(exc), settings.model_map_file
+        if path is not None and str(path) not in message:
+            message = f"model map file {path} (LLM_RUNNER_MODEL_MAP_FILE): {message}"
+        raise SystemExit(fail(message)) from None
