@@ -8,6 +8,7 @@ ceiling in SSE events per CPU-second, and RSS growth over many requests.
 `python -m bench profile` (bench/profile.py): where the runner's CPU goes during bursts.
 `python -m bench live` (bench/live.py): readiness-URL latency under load, and soaks.
 `python -m bench engine`: decode tokens/s of the embedded llama.cpp engine, direct and via /llm.
+`python -m bench upstreams` (bench/upstreams.py): one runner over 1, 2, 4 and 8 Ollamas, and one killed mid-run.
 Prints a table and writes JSON (and, with --plot, a PNG) under bench/results/.
 """
 
@@ -201,7 +202,12 @@ def save(report: dict, name: str) -> Path:
     return path
 
 
-OWN_CLI = {"lean": "bench.relay", "profile": "bench.profile", "live": "bench.live"}  # each has cli(argv)
+OWN_CLI = {  # each has cli(argv)
+    "lean": "bench.relay",
+    "profile": "bench.profile",
+    "live": "bench.live",
+    "upstreams": "bench.upstreams",
+}
 
 
 def main() -> None:
