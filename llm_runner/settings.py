@@ -68,7 +68,10 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
         if not item:
             raise ValueError(f"OLLAMA_HOST {value!r} has an empty entry")
         base, _, query = item.partition("?")
-        options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+        try:
+            options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError as exc:
+            raise ValueError(f"OLLAMA_HOST entry {item!r}: options are name=value ({exc})") from None
         unknown = set(options) - {"parallel", "models"}
         if unknown:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: unknown option(s) {', '.join(sorted(unknown))}")
@@ -79,6 +82,8 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
                 raise ValueError(f"OLLAMA_HOST entry {item!r}: parallel must be a whole number >= 1")
             parallel = int(text)
         models = frozenset(options["models"]) if "models" in options else None
+        if models is not None and not all(models):
+            raise ValueError(f"OLLAMA_HOST entry {item!r}: models= is empty (name a served HF id)")
         specs.append(UpstreamSpec(normalize_ollama_host(base), parallel, models))
     urls = [s.url for s in specs]
     if len(set(urls)) != len(urls):

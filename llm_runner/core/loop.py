@@ -216,6 +216,7 @@ class Generation:
                     self._waiting = None
         except UpstreamError as exc:
             self.loop.metrics.upstream_errors.labels(self.lease.upstream.name, exc.kind).inc()
+            self.loop.readiness.report_failure(self.lease.upstream.name, self.model_id, exc)
             yield self._end(End(ERROR, 0, self.completion, exc.msg))
         except Exception as exc:  # an upstream that broke its contract: the stream still ends
             log.exception("%s: the upstream stream failed unexpectedly", self.model_id)

@@ -112,7 +112,7 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def pull_model(args: argparse.Namespace) -> int:
-    import ollama
+    from llm_runner.upstream.ollama_import import ollama
 
     settings = load_settings()
     try:

@@ -140,16 +140,16 @@ class Lifecycle:
         )
 
     def report_failure(self, upstream: str, model_id: str, error: UpstreamError) -> None:
-        """A generation failed before its first token: believe it now rather than at the next probe."""
+        """A generation failed: believe an unreachable upstream or a vanished model now, and probe
+        at once after anything else (a cut stream may be a dying server) rather than at the next tick."""
         health = self.health[upstream]
         if error.kind == "unreachable":
             health.mark_down(error.msg)
+            self._notify()
         elif error.kind == "not_found" and model_id in health.models:
             health.models[model_id].set(LOADING, CHECKING, "model vanished from the upstream; checking again")
-        else:
-            return
+            self._notify()
         self._wakes[upstream].set()
-        self._notify()
 
     # -- the supervisors, one per upstream ------------------------------------------------------
 

@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
-import ollama
 
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
 from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.ollama_import import ollama
 from llm_runner.upstream.ollama_wire import (
     describe_status,
     drain,
