@@ -28,7 +28,8 @@ import httpx
 import pytest
 import yaml
 
-from llm_runner.ops.compose import ComposeOptions, Folded, ollama_host, render, scalar, to_yaml
+from llm_runner.ops.compose import ComposeOptions, ollama_host, render
+from llm_runner.ops.yaml_out import Folded, scalar, to_yaml
 from llm_runner.settings import Settings, parse_upstreams
 from tests.conftest import LLAMA, go_body
 from tests.golivepeer import parse_livepeer_stream

@@ -5,9 +5,8 @@ volume shared by all of them), one runner whose OLLAMA_HOST lists every Ollama w
 go-livepeer (pinned, configured as in compose/llm-pipeline.yml) with an aiModels.json entry whose
 capacity is the sum of the slots.
 
-The YAML comes from a plain dict through a small block-style emitter (PyYAML is not a runtime
-dependency): plain scalars where YAML reads them back as the same string, double quotes elsewhere.
-Ports are always quoted and volumes never, as dclint wants (compose/.dclintrc.yaml).
+The YAML comes from a plain dict through ops/yaml_out.py (comments and dclint's quoting rules,
+which PyYAML's emitter cannot follow).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
 from llm_runner.ops.console import fail
+from llm_runner.ops.yaml_out import Folded, to_yaml
 from llm_runner.settings import DEFAULT_OLLAMA_MODEL, parse_upstreams
 from llm_runner.upstream.catalog import Catalog, CatalogError
 
@@ -33,16 +32,6 @@ RUNNER_IMAGE = "llm-runner:local"
 MODELS_VOLUME = "ollama-models"
 PROJECT = "livepeer-llm-gpus"
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-class Folded(str):
-    """A string emitted as a folded block scalar (`>-`), one part per line."""
-
-    __slots__ = ()
-
-    @classmethod
-    def of(cls, parts: list[str]) -> Folded:
-        return cls("\n".join(parts))
 
 
 @dataclass(frozen=True)
@@ -176,69 +165,6 @@ def render(options: ComposeOptions, command: str = "llm-runner compose") -> str:
         # Both build and image: the built image gets the fixed local tag -aiRunnerImageOverrides names.
         comments[("services", "llm_runner", "build")] = "dclint disable-line no-build-and-image"
     return to_yaml(compose_document(options), comments, header(options, command))
-
-
-# --- a small YAML emitter -----------------------------------------------------------------------------
-
-_PLAIN = re.compile(r"(?:[A-Za-z/]|\.\.?/)[A-Za-z0-9_./:@+-]*")
-_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?")
-_RESERVED = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~"}
-
-
-def scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    text = str(value)
-    plain = _PLAIN.fullmatch(text) and not text.endswith(":") and not _NUMBER.fullmatch(text)
-    return text if plain and text.lower() not in _RESERVED else json.dumps(text)
-
-
-def to_yaml(document: dict[str, Any], comments: dict[tuple[str, ...], str] | None = None, head: list[str] = ()) -> str:
-    """Block-style YAML for dicts, lists and scalars; `comments` adds `# ...` after a key's line."""
-    lines = [f"# {line}".rstrip() for line in head]
-    _mapping(document, 0, (), lines, comments or {})
-    return "\n".join(lines) + "\n"
-
-
-def _mapping(value: dict, indent: int, path: tuple[str, ...], lines: list[str], comments: dict) -> None:
-    pad = " " * indent
-    for index, (key, item) in enumerate(value.items()):
-        here = (*path, str(key))
-        if index and path in ((), ("services",)):
-            lines.append("")  # a blank line between top-level keys and between services
-        comment = f"  # {comments[here]}" if here in comments else ""
-        name = scalar(str(key))
-        if isinstance(item, Folded):
-            lines.append(f"{pad}{name}: >-{comment}")
-            lines.extend(f"{pad}  {part}" for part in item.split("\n"))
-        elif isinstance(item, dict) and item:
-            lines.append(f"{pad}{name}:{comment}")
-            _mapping(item, indent + 2, here, lines, comments)
-        elif isinstance(item, list) and item:
-            lines.append(f"{pad}{name}:{comment}")
-            _sequence(item, indent + 2, here, lines, comments)
-        elif item is None:
-            lines.append(f"{pad}{name}:{comment}")
-        else:
-            empty = "{}" if isinstance(item, dict) else "[]" if isinstance(item, list) else None
-            lines.append(f"{pad}{name}: {empty or scalar(item)}{comment}")
-
-
-def _sequence(value: list, indent: int, path: tuple[str, ...], lines: list[str], comments: dict) -> None:
-    pad = " " * indent
-    for item in value:
-        if isinstance(item, dict) and item:
-            start = len(lines)
-            _mapping(item, indent + 2, path, lines, comments)
-            lines[start] = f"{pad}- {lines[start][indent + 2 :]}"
-        elif isinstance(item, list | dict | Folded):
-            raise ValueError("nested empty collections and folded strings in lists are not supported")
-        else:
-            lines.append(f"{pad}- {scalar(item)}")
 
 
 # --- the command --------------------------------------------------------------------------------------
