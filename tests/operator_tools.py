@@ -22,10 +22,11 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from tests.orchestrator_rules import Refused, parse_static_config, validate_static_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose"
@@ -167,120 +168,26 @@ def unknown_go_livepeer_flags(args: Iterable[str]) -> list[str]:
 
 
 # --- runners.json (go-livepeer's static live runners) ----------------------------------------------------
-# A port of go-livepeer v0.9.1's own validation (ai/runner/live_runner.go, e2fe336c): the file is read by
-# ParseStaticLiveRunnerConfig/RegisterStaticRunners at start (starter.go:2051-2060), and any error stops
-# the node. Go's encoding/json rules apply too: unknown fields are ignored, but a field of the wrong JSON
-# type is an error.
-
-_GO_TYPES = {
-    "label": str,
-    "routing": str,
-    "proxy": bool,
-    "runner_url": str,
-    "version": str,
-    "metadata": str,
-    "mode": str,
-    "app": str,
-    "capacity": int,
-    "health_url": str,
-    "healthy_status_code": int,
-    "price_info": dict,
-}
-
-
-def _go_url_ok(raw: str) -> bool:
-    """url.ParseRequestURI plus the checks in normalizeHeartbeat/buildStaticRunner: absolute http(s), a host."""
-    try:
-        parts = urlsplit(raw)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(c.isspace() for c in raw)
-
-
-def _check_price_info(where: str, price_info: object) -> None:
-    """normalizeLiveRunnerPriceInfo (live_runner.go:100-125), required on-chain."""
-    assert isinstance(price_info, dict), f"{where}: price_info must be an object"
-    price = price_info.get("price")
-    assert isinstance(price, int | float | str) and not isinstance(price, bool), (
-        f"{where}: price_info.price is required"
-    )
-    try:
-        value = float(str(price).strip())
-    except ValueError:
-        value = 0.0
-    assert value > 0, f"{where}: price_info.price must be a positive decimal"
-    currency = str(price_info.get("currency", "") or "usd").strip().lower()
-    assert currency == "usd", f"{where}: price_info.currency must be usd"
-    unit = str(price_info.get("unit", "") or "hour").strip().lower()
-    assert unit in ("hour", "720p", "fixed"), f"{where}: price_info.unit must be hour, 720p, or fixed"
+# go-livepeer v0.9.1 reads the file at start (ParseStaticLiveRunnerConfig/RegisterStaticRunners, starter.go
+# 2051-2060) and any error stops the node. The rules are the stand-in orchestrator's reading of
+# ai/runner/live_runner.go (tests/orchestrator_rules.py): the test-side one, independent of llm_runner's.
 
 
 def check_runners_document(document: object, *, onchain: bool = False) -> list[dict]:
     """go-livepeer v0.9.1's verdict on a runners.json document; returns the entries, normalised as go-livepeer
     normalises them (routing, mode, capacity, healthy_status_code defaults; relative health_url resolved)."""
-    assert isinstance(document, dict), "the top level must be an object with a `runners` array"
-    runners = document.get("runners")
-    assert isinstance(runners, list), "`runners` must be an array"
-    seen: set[str] = set()
-    normalised = []
-    for i, raw in enumerate(runners):
-        where = f"runners[{i}]"
-        assert isinstance(raw, dict), f"{where}: must be an object"
-        for field, kind in _GO_TYPES.items():
-            if field in raw and raw[field] is not None:
-                value = raw[field]
-                ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-                assert ok, f"{where}.{field}: Go cannot unmarshal {type(value).__name__} into {kind.__name__}"
-        entry = dict(raw)
-        # normalizeStaticLiveRunnerConfig (live_runner.go:491-510)
-        routing = (entry.get("routing") or "").strip() or "runner-id"
-        assert routing in ("runner-id", "label"), f'{where}: routing must be "runner-id" or "label"'
-        entry["routing"] = routing
-        entry["healthy_status_code"] = entry.get("healthy_status_code") or 200
-        health_url = entry.get("health_url") or ""
-        if health_url.startswith("/") and not health_url.startswith("//"):  # staticRunnerHealthURL (:512-528)
-            assert _go_url_ok(entry.get("runner_url") or ""), f"{where}: invalid runner_url"
-            health_url = (entry.get("runner_url") or "").rstrip("/") + health_url
-        entry["health_url"] = health_url
-        # buildStaticRunner (:829-856)
-        label = entry.get("label") or ""
-        assert label and label == label.strip(), f"{where}: label is required and must be trimmed"
-        assert health_url, f"{where}: health_url is required"
-        assert _go_url_ok(health_url), f"{where}: invalid health_url"
-        assert 100 <= entry["healthy_status_code"] <= 599, (
-            f"{where}: healthy_status_code must be a valid HTTP status code"
-        )
-        # normalizeHeartbeat (:858-903)
-        assert _go_url_ok(entry.get("runner_url") or ""), f"{where}: invalid runner_url"
-        app = entry.get("app") or ""
-        assert app and app == app.strip(), f"{where}: app must be trimmed"
-        metadata = entry.get("metadata") or ""
-        assert len(metadata.encode()) <= 1024, f"{where}: metadata must be at most 1024 bytes"  # maxMetadataBytes (:40)
-        assert "\ufffd" not in metadata, f"{where}: metadata must not contain U+FFFD"
-        mode = entry.get("mode") or "persistent"
-        mode = "single-shot" if mode == "single_shot" else mode
-        assert mode in ("persistent", "single-shot"), f'{where}: mode must be "persistent" or "single-shot"'
-        entry["mode"] = mode
-        capacity = entry.get("capacity") or 0
-        assert capacity >= 0, f"{where}: capacity must be >= 0"
-        entry["capacity"] = capacity or 1
-        if onchain:
-            _check_price_info(where, entry.get("price_info"))
-        # RegisterStaticRunners (:714-735)
-        assert label not in seen, f"{where}: duplicate label {label!r}"
-        assert not (routing == "label" and "/" in label), f"{where}: label cannot contain / when routing is label"
-        seen.add(label)
-        normalised.append(entry)
-    return normalised
+    try:
+        return validate_static_config(document, onchain)
+    except Refused as exc:
+        raise AssertionError(exc.message) from exc
 
 
 def check_runners_json(path: Path, *, onchain: bool = False) -> list[dict]:
     """A runners.json file (-liveRunnerConfig) as go-livepeer v0.9.1 reads it."""
     try:
-        document = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise AssertionError(f"{path}: not valid JSON: {exc}") from exc
-    return check_runners_document(document, onchain=onchain)
+        return parse_static_config(Path(path).read_bytes(), onchain)
+    except Refused as exc:
+        raise AssertionError(f"{path}: {exc.message}") from exc
 
 
 # --- Dockerfile, Prometheus ------------------------------------------------------------------------------
