@@ -37,7 +37,7 @@ def live(tmp_path: Path, own_ollama: StandIn) -> Iterator[tuple[StandIn, Runner,
     with Runner(env) as runner:
         runner.wait_status("OK")
         path = write_runners_json(tmp_path / "runners.json", runner)
-        with Orchestrator(runners=path, health_interval=0.1, health_timeout=0.5) as orch:
+        with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             yield own_ollama, runner, orch
 
 
@@ -104,7 +104,7 @@ async def test_a_loading_model_is_reported_not_ready_and_never_routed(tmp_path, 
     port = free_port()
     with Runner({"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA}, port=port) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
-        with Orchestrator(runners=path, health_interval=0.1, health_timeout=0.5) as orch:
+        with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             stats = await orch.until(lambda s: Orchestrator.runner(s, SLUG)["checks"] >= 2)
             assert Orchestrator.runner(stats, SLUG)["status"] == "unavailable"
             async with httpx.AsyncClient(timeout=5) as http:
@@ -124,7 +124,7 @@ async def test_over_capacity_is_a_fast_429_with_retry_after_passed_through(tmp_p
     with Runner(env) as runner:
         runner.wait_status("OK")
         path = write_runners_json(tmp_path / "runners.json", runner, "--capacity", "2")
-        with Orchestrator(runners=path, health_interval=0.1, health_timeout=0.5) as orch:
+        with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             await orch.until(lambda s: Orchestrator.runner(s, SLUG)["status"] == "ready")
             body = {"model": LLAMA, "messages": MESSAGES, "stream": True, "max_tokens": 200}
             url = f"{app_url(orch)}/chat/completions"

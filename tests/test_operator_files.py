@@ -303,9 +303,9 @@ def test_many_hosts_names_match_extra_hosts_and_prometheus_targets(models):
     ("change", "error"),
     [
         ({"label": " padded"}, "label is required and must be trimmed"),
-        ({"label": "a/b"}, "label cannot contain / when routing is label"),
+        ({"label": "a/b"}, 'label cannot contain / when routing is "label"'),
         ({"capacity": -1}, "capacity must be >= 0"),
-        ({"capacity": "1"}, "Go cannot unmarshal str into int"),
+        ({"capacity": "1"}, 'cannot unmarshal "1" into Go struct field StaticLiveRunnerConfigEntry.capacity'),
         ({"mode": "batch"}, 'mode must be "persistent" or "single-shot"'),
         ({"runner_url": "llm_runner:8000"}, "invalid runner_url"),
         ({"health_url": "ready"}, "invalid health_url"),
