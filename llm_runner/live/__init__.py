@@ -1,3 +1,3 @@
-"""go-livepeer Live Runners (v0.9.0+): static runners.json entries (`runners_json`) and the dynamic
-heartbeat registration client (`registration`). Facts are from ai/runner/live_runner.go and
-server/ai_http.go at go-livepeer v0.9.1 (e2fe336c)."""
+"""Livepeer live runners: the static registration (runners_json, checked with go_rules and go_url,
+ports of go-livepeer's own rules), the dynamic one (registration over heartbeat_protocol), and
+wiring, which feeds a registration from the runner's readiness and slots."""
