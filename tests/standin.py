@@ -6,9 +6,17 @@ with `done`, `done_reason`, `prompt_eval_count`, `eval_count` and durations in n
 `/api/tags`, `/api/pull` progress stream (errors in-stream with HTTP 200), `/api/ps`,
 `/api/version`, and `{"error": "..."}` bodies (404 for an unknown model).
 
-Knobs (POST /_control, JSON) script token count and rate, delays, failures (HTTP status, an error
-line mid-stream, an abrupt close, a stream that ends without `done`), and GET /_stats exposes
-counters: open generations, how many were cancelled by the client, and the request bodies seen.
+The answer follows the request as Ollama's does: `options.num_predict` caps it (`done_reason:
+"length"`), `options.stop` cuts it before the first stop string, `format` (`"json"` or a JSON
+schema) makes it valid JSON (for a schema, a minimal instance of it) streamed over several chunks,
+`tools` with the `tool_call` knob set make it a `message.tool_calls` chunk (arguments an object),
+and `logprobs` adds per-chunk `logprobs` entries (`token`, `logprob`, `bytes`, `top_logprobs`).
+A model without the `tools` capability refuses `tools` with a 400, as Ollama does.
+
+Knobs (POST /_control, JSON) script token count and rate, the answer, delays, failures (HTTP
+status, an error line mid-stream, an abrupt close, a stream that ends without `done`), and GET
+/_stats exposes counters: open generations, how many were cancelled by the client, and the
+request bodies seen.
 
 Run: python -m tests.standin --port 11434
 """
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,8 +40,12 @@ JSON = [(b"content-type", b"application/json")]
 @dataclass
 class Script:
     models: list[str] = field(default_factory=lambda: ["llama3.1:8b"])
-    capabilities: list[str] = field(default_factory=lambda: ["completion"])
-    tokens: int = 12  # tokens per generation (capped by num_predict)
+    capabilities: list[str] = field(default_factory=lambda: ["completion", "tools"])
+    tokens: int = 12  # tokens per generation (capped by num_predict): "tok0 ", "tok1 ", ...
+    answer: str | None = None  # answer with this text instead (one chunk per word), `format` or not
+    # with `tools` in the request: answer with these calls, Ollama's shape (arguments an object),
+    # {"name": ..., "arguments": {...}} or a list of them; an "id" key is passed on as newer Ollamas do
+    tool_call: dict[str, Any] | list[dict[str, Any]] | None = None
     token_rate: float = 0.0  # tokens per second; 0 = as fast as possible
     first_token_delay: float = 0.0  # seconds before headers + first token (a model load)
     thinking_tokens: int = 0  # thinking chunks before the answer (thinking models)
@@ -200,11 +213,14 @@ class StandIn:
         if script.chat_status != 200:
             await reply(send, script.chat_status, {"error": script.chat_error})
             return
-        options = payload.get("options") or {}
-        limit = int(options.get("num_predict", -1))
-        count = script.tokens if limit < 0 else min(script.tokens, limit)
-        reason = "length" if 0 <= limit <= script.tokens else "stop"
+        refusal = self._refusal(payload)
+        if refusal:
+            await reply(send, 400, {"error": refusal})
+            return
+        pieces, calls, reason = self._answer(payload)
+        count = len(pieces)
         stream = payload.get("stream", True)
+        top = int(payload.get("top_logprobs") or 0) if payload.get("logprobs") else None
         prompt_tokens = 10 + sum(len(str(m.get("content", "")).split()) for m in payload["messages"])
         stats.started += 1
         stats.open_generations += 1
@@ -219,9 +235,12 @@ class StandIn:
             if gone.done():
                 return
             if not stream:
-                text = "".join(f"tok{i} " for i in range(count))
                 final = _final(tag, reason, prompt_tokens, count)
-                final["message"]["content"] = text
+                final["message"]["content"] = "".join(pieces)
+                if calls:
+                    final["message"]["tool_calls"] = calls
+                if top is not None:
+                    final["logprobs"] = [_logprob(i, p, top) for i, p in enumerate(pieces)]
                 await reply(send, 200, final)
                 finished = True
                 return
@@ -230,7 +249,7 @@ class StandIn:
             began = time.monotonic()
             for i in range(script.thinking_tokens):
                 await send_body(send, head + f'"content":"","thinking":"hmm{i} "}},"done":false}}\n'.encode())
-            for i in range(count):
+            for i, piece in enumerate(pieces):
                 if gone.done():
                     return
                 if script.token_rate:
@@ -253,7 +272,16 @@ class StandIn:
                     await finish(send)
                     finished = True
                     return
-                await send_body(send, head + f'"content":"tok{i} "}},"done":false}}\n'.encode())
+                line = head + b'"content":' + json.dumps(piece).encode() + b'},"done":false'
+                if top is not None:
+                    line += b',"logprobs":' + json.dumps([_logprob(i, piece, top)]).encode()
+                await send_body(send, line + b"}\n")
+            if calls:  # Ollama parses the calls out of the model's output and sends them in one chunk
+                message = {"role": "assistant", "content": "", "tool_calls": calls}
+                await chunk(
+                    send, {"model": tag, "created_at": "2025-01-01T00:00:00Z", "message": message, "done": False}
+                )
+                count += sum(len(_pieces(json.dumps(c["function"]))) for c in calls)
             final = _final(tag, reason, prompt_tokens, script.thinking_tokens + count)  # thinking counts too
             await send_body(send, (json.dumps(final) + "\n").encode())
             await finish(send)
@@ -267,6 +295,45 @@ class StandIn:
                 stats.completed += 1
             else:
                 stats.cancelled += 1
+
+    def _refusal(self, payload: dict) -> str | None:
+        """Ollama's 400s for what the model or the request cannot do."""
+        if payload.get("tools") and "tools" not in self.script.capabilities:
+            return f'"{payload.get("model")}" does not support tools'
+        top = payload.get("top_logprobs")
+        if top is not None and not 0 <= int(top) <= 20:
+            return "top_logprobs must be between 0 and 20"
+        return None
+
+    def _answer(self, payload: dict) -> tuple[list[str], list[dict[str, Any]], str]:
+        """The content chunks, the tool calls and the done_reason of one answer."""
+        script = self.script
+        options = payload.get("options") or {}
+        calls: list[dict[str, Any]] = []
+        if payload.get("tools") and script.tool_call:
+            wanted = script.tool_call if isinstance(script.tool_call, list) else [script.tool_call]
+            for want in wanted:
+                call: dict[str, Any] = {"function": {"name": want["name"], "arguments": want.get("arguments", {})}}
+                if "id" in want:
+                    call["id"] = want["id"]
+                calls.append(call)
+            return [], calls, "stop"
+        fmt = payload.get("format")
+        if script.answer is not None:  # what the model writes, `format` or not (a test scripts JSON itself)
+            pieces = re.findall(r"\S+\s*|\s+", script.answer) or [script.answer]
+        elif fmt:
+            pieces = _pieces(json.dumps(_json_answer(fmt, script.tokens)))
+        else:
+            pieces = [f"tok{i} " for i in range(script.tokens)]
+        stopped = False
+        text = "".join(pieces)
+        cuts = [text.find(s) for s in options.get("stop") or () if s and s in text]
+        if cuts:
+            pieces, stopped = _cut(pieces, min(cuts)), True
+        limit = int(options.get("num_predict", -1))
+        if limit >= 0 and (limit < len(pieces) or (limit == len(pieces) and not stopped)):
+            return pieces[:limit], [], "length"
+        return pieces, [], "stop"
 
     # -- knobs -----------------------------------------------------------------------------------
 
@@ -298,6 +365,102 @@ def _load_reply(tag: str) -> dict[str, Any]:
         "done_reason": "load",
         "done": True,
     }
+
+
+def _pieces(text: str) -> list[str]:
+    """Token-like chunks of a text (words, numbers, punctuation, with their leading space)."""
+    return re.findall(r"\s*(?:[\w.+-]+|\S)", text) or [text]
+
+
+def _cut(pieces: list[str], at: int) -> list[str]:
+    """The chunks before character `at`; the chunk holding it is cut short, as Ollama does."""
+    out, seen = [], 0
+    for piece in pieces:
+        if seen + len(piece) > at:
+            if at > seen:
+                out.append(piece[: at - seen])
+            break
+        out.append(piece)
+        seen += len(piece)
+    return out
+
+
+def _json_answer(fmt: str | dict[str, Any], tokens: int) -> Any:
+    """What a model constrained by `format` writes: for "json" an object, for a schema an instance."""
+    if isinstance(fmt, dict):
+        return instance(fmt, fmt)
+    return {"answer": " ".join(f"tok{i}" for i in range(max(1, tokens // 3)))}
+
+
+def instance(schema: Any, root: dict[str, Any]) -> Any:
+    """A small valid instance of a JSON schema (the subset structured output uses)."""
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target.get(part, {}) if part else target
+        return instance(target, root)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        options = [o for o in schema.get(key) or () if o.get("type") != "null"] or schema.get(key)
+        if options:
+            return instance(options[0], root)
+    if schema.get("allOf"):
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            value = instance(part, root)
+            if isinstance(value, dict):
+                merged |= value
+            else:
+                return value
+        return merged
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        return {name: instance(sub, root) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        count = max(int(schema.get("minItems", 1)), 1)
+        count = min(count, int(schema.get("maxItems", count)))
+        return [instance(schema.get("items") or {"type": "string"}, root) for _ in range(count)]
+    if kind == "string":
+        formats = {
+            "date-time": "2025-01-01T00:00:00Z",
+            "date": "2025-01-01",
+            "time": "00:00:00",
+            "email": "tok@example.com",
+            "uri": "https://example.com/",
+            "uuid": "00000000-0000-4000-8000-000000000000",
+        }
+        if schema.get("format") in formats:
+            return formats[schema["format"]]
+        return "tok".ljust(int(schema.get("minLength", 0)), "o")[: int(schema.get("maxLength", 1 << 30))]
+    if kind in ("integer", "number"):
+        value = max(1, schema.get("minimum", 1), schema.get("exclusiveMinimum", 0) + 1)
+        value = min(value, schema.get("maximum", value), schema.get("exclusiveMaximum", value + 1) - 1)
+        return int(value) if kind == "integer" else value
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return {}
+
+
+def _logprob(index: int, token: str, top: int) -> dict[str, Any]:
+    """Ollama's logprobs entry for one generated token (top_logprobs only when asked for)."""
+    logprob = -round(0.05 * (index % 7 + 1), 4)
+    entry: dict[str, Any] = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+    if top:
+        alternatives = [{"token": token, "logprob": logprob, "bytes": list(token.encode())}]
+        alternatives += [
+            {"token": f"alt{k}", "logprob": logprob - k, "bytes": list(f"alt{k}".encode())} for k in range(1, top)
+        ]
+        entry["top_logprobs"] = alternatives
+    return entry
 
 
 def _final(tag: str, reason: str, prompt_tokens: int, eval_count: int) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi.responses import JSONResponse
 
-from llm_runner.core.errors import BadRequest, Busy, NotReady, RunnerError, Unauthorized
+from llm_runner.core.errors import BadRequest, Busy, NotReady, RunnerError, Unauthorized, UpstreamError
 
 
 def openai_error(
@@ -22,6 +25,25 @@ def as_openai(exc: RunnerError) -> JSONResponse:
         return openai_error(400, exc.msg, "invalid_request_error", exc.param)
     if isinstance(exc, Busy):
         return openai_error(429, exc.msg, "rate_limit_error", headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, UpstreamError) and exc.kind == "upstream_4xx":
+        # the upstream refused what was asked (tools on a model without them, ...): not worth a retry
+        return openai_error(400, exc.msg, "invalid_request_error")
     if isinstance(exc, NotReady):
         return openai_error(503, exc.msg, "service_unavailable", headers={"Retry-After": str(exc.retry_after_s)})
     return openai_error(500, exc.msg, "api_error")
+
+
+def validation_param(errors: Sequence[Any]) -> str | None:
+    """The field a validation error is about, as OpenAI names it in `error.param` (`temperature`,
+    `messages.0.role`): the path all errors share (one union field fails once per alternative),
+    else the first error's."""
+    locs = [[str(p) for p in err.get("loc", ()) if p != "body"] for err in errors]
+    if not locs:
+        return None
+    common = locs[0]
+    for loc in locs[1:]:
+        n = 0
+        while n < min(len(common), len(loc)) and common[n] == loc[n]:
+            n += 1
+        common = common[:n]
+    return ".".join(common or locs[0]) or None

@@ -98,7 +98,7 @@ class ChatCompletionRequest(BaseModel):
     response_format: ResponseFormat | None = None
     tools: list[ToolDef] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: bool | None = None  # false: only the first call is passed on
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = None  # no effect on output at OpenAI either: accepted

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from llm_runner.auth import token_ok
 from llm_runner.core.errors import BadRequest, NotReady, RunnerError, Unauthorized, describe_validation_errors
 from llm_runner.core.request import ServedModel
-from llm_runner.openai.errors import as_openai, openai_error
+from llm_runner.openai.errors import as_openai, openai_error, validation_param
 from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
 from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
@@ -68,7 +68,8 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
             try:
                 chat = ChatCompletionRequest.model_validate_json(await request.body())
             except ValidationError as exc:
-                raise BadRequest(describe_validation_errors(exc.errors())) from exc
+                problems = exc.errors()
+                raise BadRequest(describe_validation_errors(problems), param=validation_param(problems)) from exc
             target = next((m for m in served if m.model_id == chat.model), None)
             if target is None:
                 names = ", ".join(repr(m.model_id) for m in served)
@@ -80,14 +81,15 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
             forced = forced_tool(chat)
             forced_name = forced.function.name if forced else None
             generation = await runtime.loop.start(job, request.receive, runtime.settings.openai_max_queue)
+            one_call = chat.parallel_tool_calls is False
             if job.stream:
                 include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-                stream = OpenAIStream(generation, include_usage, forced_name)
+                stream = OpenAIStream(generation, include_usage, forced_name, one_call)
                 return SSEResponse(stream.body(), generation.close)
             events, end = await generation.collect(request.receive)
             if end.error:
                 raise NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
-            return JSONResponse(completion_json(generation, events, end, forced_name))
+            return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
         except RunnerError as exc:
             return as_openai(exc)
 

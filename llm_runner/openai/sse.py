@@ -61,8 +61,11 @@ def logprobs_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class OpenAIStream:
     """The SSE body of one streamed chat completion."""
 
-    def __init__(self, generation: Generation, include_usage: bool, forced_tool: str | None) -> None:
+    def __init__(
+        self, generation: Generation, include_usage: bool, forced_tool: str | None, one_call: bool = False
+    ) -> None:
         self.generation, self.include_usage, self.forced_tool = generation, include_usage, forced_tool
+        self.one_call = one_call  # parallel_tool_calls: false: pass on the first call only
         self.id, self.created = completion_id(), int(time.time())
         model = json.dumps(generation.model_id)
         self._head = (
@@ -97,9 +100,14 @@ class OpenAIStream:
                 elif event:
                     yield self._text_head + json.dumps(event).encode() + b'},"finish_reason":null}]}\n\n'
             elif kind is Scored:
+                if self.forced_tool is not None:
+                    forced_text.append(event.text)  # type: ignore[union-attr]
+                    continue
                 delta = {"content": event.text}  # type: ignore[union-attr]
                 yield self.chunk(delta, None, logprobs={"content": logprobs_json(event.logprobs)})  # type: ignore[union-attr]
             elif kind is ToolCallEvent:
+                if self.one_call and calls:
+                    continue
                 call = {"index": event.index, **tool_call_json(event.call)}  # type: ignore[union-attr]
                 calls += 1
                 yield self.chunk({"tool_calls": [call]})
@@ -126,10 +134,13 @@ class OpenAIStream:
         yield DONE_EVENT
 
 
-def completion_json(generation: Generation, events: list[Event], end: End, forced_tool: str | None) -> dict[str, Any]:
+def completion_json(
+    generation: Generation, events: list[Event], end: End, forced_tool: str | None, one_call: bool = False
+) -> dict[str, Any]:
     """One non-streamed `chat.completion`."""
     text = "".join(e if type(e) is str else e.text for e in events if type(e) in (str, Scored))  # type: ignore[union-attr]
     calls = [tool_call_json(e.call) for e in events if type(e) is ToolCallEvent]  # type: ignore[union-attr]
+    calls = calls[:1] if one_call else calls
     if forced_tool is not None and end.reason != DRAINED:
         calls.append(tool_call_json(ToolCall(f"call_{uuid.uuid4().hex[:24]}", forced_tool, text)))
         text = ""
