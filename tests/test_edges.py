@@ -79,13 +79,8 @@ def test_an_invalid_ollama_host_stops_serve_with_one_line(value, needle):
     one_line_error(serve({"OLLAMA_HOST": value}), "OLLAMA_HOST", needle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`import ollama` (llm_runner/upstream/ollama.py, imported by ops/cli.py _serve before the settings are "
-    "read) builds a module-level Client() that parses OLLAMA_HOST as one URL: a list without options on its "
-    "first entry is a ValueError traceback, exit 1",
-)
 def test_a_bad_list_of_bare_urls_is_a_one_line_error_too():
+    """`import ollama` once parsed OLLAMA_HOST as one URL at import, before the settings (a traceback)."""
     one_line_error(serve({"OLLAMA_HOST": "http://127.0.0.1:9,,http://127.0.0.1:10"}), "has an empty entry")
 
 
