@@ -2,7 +2,8 @@
 
 1. Latency: GET /models/<slug>/ready on one keep-alive connection every 0.2 s (an orchestrator
    polls every 5 s; this is faster), first with no load, then while 64 streams run without pause
-   on /models/<slug>/v1/chat/completions; p50/p99/max.
+   on /models/<slug>/v1/chat/completions (started out of phase, as independent clients' are);
+   p50/p99/max.
 2. Soak (`--minutes M`, default 10): the orchestrator's own check: every 5 s, a 3 s timeout, one
    keep-alive connection reused (as go-livepeer's http.Client does; like Go's Transport, a request
    that finds its idle connection closed before any byte is retried once on a new one, and counted
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -97,30 +100,50 @@ class StaleConnection(Exception):
     """The kept connection was closed while idle (Go retries such a request on a new one)."""
 
 
-@dataclass
 class Load:
-    """`streams` virtual clients streaming back to back on the live path until stopped."""
+    """`streams` virtual clients streaming back to back on the live path until stopped, in a
+    process of their own: the probe's own event loop must not wait behind the load generator's."""
 
-    streams: int
-    completed: int = 0
-    errors: Counter = field(default_factory=Counter)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(self, streams: int, target, stagger_s: float) -> None:  # type: ignore[no-untyped-def]
+        context = multiprocessing.get_context("spawn")
+        self.stop, self.completed, self.errors = context.Event(), context.Value("i", 0), context.Value("i", 0)
+        self.process = context.Process(
+            target=_load_process, args=(target, streams, stagger_s, self.stop, self.completed, self.errors), daemon=True
+        )
 
-    async def run(self, target) -> None:  # type: ignore[no-untyped-def]
-        from bench.loadgen import Connections, one_stream
+    def start(self) -> None:
+        self.process.start()
 
-        async def client() -> None:
-            connections = Connections()
-            while not self.stop.is_set():
-                sample = await one_stream(target, connections)
-                if sample.error:
-                    self.errors[sample.error[:60]] += 1
-                    await asyncio.sleep(0.1)
-                else:
-                    self.completed += 1
-            connections.close()
+    def finish(self) -> None:
+        self.stop.set()
+        self.process.join(60)
+        if self.process.is_alive():
+            self.process.kill()
 
-        await asyncio.gather(*(client() for _ in range(self.streams)))
+
+def _load_process(target, streams: int, stagger_s: float, stop, completed, errors) -> None:  # type: ignore[no-untyped-def]
+    import uvloop
+
+    from bench.loadgen import Connections, one_stream
+
+    async def client(index: int) -> None:
+        # Staggered starts: the streams run out of phase, as independent clients' do, instead of
+        # all ending and restarting together every stream length (a burst of 64 set-ups).
+        await asyncio.sleep(stagger_s * index / streams)
+        connections = Connections()
+        while not stop.is_set():
+            sample = await one_stream(target, connections)
+            counter = errors if sample.error else completed
+            with counter.get_lock():
+                counter.value += 1
+            if sample.error:
+                await asyncio.sleep(0.1)
+        connections.close()
+
+    async def run() -> None:
+        await asyncio.gather(*(client(i) for i in range(streams)))
+
+    uvloop.run(run())
 
 
 def quantiles_ms(checks: list[Check]) -> str:
@@ -205,6 +228,7 @@ async def live_path(runner_url: str) -> str:
 
 async def loaded(args: argparse.Namespace) -> None:
     from bench.loadgen import openai_target
+    from bench.relay import cpu_ns
     from llm_runner.engine.launcher import free_port
     from tests.servers import Runner, StandIn
 
@@ -225,13 +249,16 @@ async def loaded(args: argparse.Namespace) -> None:
         prefix = await live_path(runner.url)
         target = openai_target(runner.url, args.tokens, path=prefix + "/v1/chat/completions")
         print(f"runner {runner.url}, readiness URL {prefix}/ready, load {args.streams} streams on {target.url}")
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min)", flush=True)
         probe = Probe(runner.url, prefix + "/ready")
         if args.latency_seconds:
             summarize("readiness every 0.2 s, no load", await poll(probe, 0.2, 3.0, args.latency_seconds / 3))
-        load = Load(args.streams)
-        running = asyncio.create_task(load.run(target))
-        await asyncio.sleep(2.0)  # every stream under way
+        stream_s = args.tokens / args.rate if args.rate else 0.0
+        load = Load(args.streams, target, stream_s)
+        load.start()
+        await asyncio.sleep(stream_s + 2.0)  # every stream under way
         before = await scrape(runner.url)
+        cpu_before, wall_before = cpu_ns(runner.process.pid), time.monotonic()
         if args.latency_seconds:
             checks = await poll(probe, 0.2, 3.0, args.latency_seconds)
             summarize(f"readiness every 0.2 s, {args.streams} streams", checks)
@@ -239,10 +266,11 @@ async def loaded(args: argparse.Namespace) -> None:
             print(f"soak: every 5 s, 3 s timeout, {args.minutes:g} min, {args.streams} streams", flush=True)
             soak_probe = Probe(runner.url, prefix + "/ready")
             summarize("soak under load", await poll(soak_probe, 5.0, 3.0, args.minutes * 60, progress=60))
-        load.stop.set()
-        await running
+        busy = (cpu_ns(runner.process.pid) - cpu_before) / 1e9 / (time.monotonic() - wall_before)
         after = await scrape(runner.url)
-        print(f"load: {load.completed} streams completed, errors {dict(load.errors) or 0}")
+        load.finish()
+        print(f"load: {load.completed.value} streams completed, {load.errors.value} failed")
+        print(f"runner CPU under load: {busy * 100:.0f} % of one core (its event loop is one thread)")
         print(f"metrics during the run: {deltas(before, after)}")
 
 

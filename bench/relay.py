@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -133,6 +134,8 @@ async def compare(
         # CPU time of the process serving each path (the stand-in's for direct), per request.
         pids = {name: server.process.pid for name, server in zip(targets, (ollama, yard, runner, runner), strict=True)}
         started = time.perf_counter()
+        report["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) at the start"
+        print(f"machine: {report['machine']}", flush=True)
         for mode in ("fresh", "reused"):
             for n in levels:
                 rounds = max(3, math.ceil(samples / n))
@@ -214,6 +217,8 @@ def markdown(report: dict) -> str:
         f"Workload: streams of {w['tokens']} tokens (TTFT, CPU) and {w['long_tokens']} tokens (tokens/s) at "
         f"{w['token_rate']:g} tokens/s from the stand-in; N streams start at once; paths interleaved by round."
     ]
+    if report.get("machine"):
+        out.append(f"Machine: {report['machine']}; the stand-in, both relays and the load generator share it.")
     if w.get("upstream_close", True):
         out.append("Every request reaches the stand-in on a new connection (it answers with Connection: close).")
     else:
