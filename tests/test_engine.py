@@ -14,12 +14,12 @@ import httpx
 import ollama
 import pytest
 
-from llm_runner.engine.registry import bundled_gguf
+from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
 from tests.golivepeer import parse_livepeer_stream
 from tests.servers import Engine, Runner
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
-TAG = "smollm2:135m"
+TAG = BUNDLED_TAG
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 
 if importlib.util.find_spec("llama_cpp") is None or bundled_gguf() is None:
