@@ -37,6 +37,12 @@ NDJSON = [(b"content-type", b"application/x-ndjson")]
 JSON = [(b"content-type", b"application/json")]
 
 
+# What Ollama's library reports for the tags tests use ([family, size, count, context, quantisation]);
+# any other tag is reported as Llama 3.1 8B.
+LLAMA_8B = ["llama", "8.0B", 8030261248, 131072, "Q4_K_M"]
+IDENTITIES = {"qwen2.5:7b": ["qwen2", "7.6B", 7615616512, 32768, "Q4_K_M"]}
+
+
 @dataclass
 class Script:
     models: list[str] = field(default_factory=lambda: ["llama3.1:8b"])
@@ -60,6 +66,9 @@ class Script:
     pull_fail: str | None = None  # in-stream pull error message
     pull_delay: float = 0.0  # seconds per pull progress step
     version: str = "0.12.6"
+    # tag → [family, parameter_size, parameter_count, context_length, quantization_level]: what
+    # /api/show and /api/tags report (a tag that drifted to other weights); see IDENTITIES
+    identities: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,7 +131,11 @@ class StandIn:
     async def version(self, _: dict, __: Any, send: Any) -> None:
         await reply(send, 200, {"version": self.script.version})
 
+    def _identity(self, tag: str) -> list[Any]:
+        return self.script.identities.get(tag) or IDENTITIES.get(tag) or LLAMA_8B
+
     def _model_entry(self, tag: str) -> dict[str, Any]:
+        family, size, _, _, quantization = self._identity(tag)
         return {
             "name": tag,
             "model": tag,
@@ -132,10 +145,10 @@ class StandIn:
             "details": {
                 "parent_model": "",
                 "format": "gguf",
-                "family": "llama",
-                "families": ["llama"],
-                "parameter_size": "8.0B",
-                "quantization_level": "Q4_K_M",
+                "family": family,
+                "families": [family],
+                "parameter_size": size,
+                "quantization_level": quantization,
             },
         }
 
@@ -155,6 +168,7 @@ class StandIn:
         if tag not in self.script.models:
             await reply(send, 404, {"error": f"model '{tag}' not found"})
             return
+        family, _, count, context, _ = self._identity(tag)
         await reply(
             send,
             200,
@@ -163,7 +177,11 @@ class StandIn:
                 "parameters": 'stop "<|eot_id|>"',
                 "template": "{{ .Prompt }}",
                 "details": self._model_entry(tag)["details"],
-                "model_info": {"general.architecture": "llama", "llama.context_length": 131072},
+                "model_info": {
+                    "general.architecture": family,
+                    "general.parameter_count": count,
+                    f"{family}.context_length": context,
+                },
                 "capabilities": self.script.capabilities,
                 "modified_at": "2025-01-01T00:00:00Z",
             },

@@ -112,3 +112,13 @@ async def test_drain_is_bounded_and_cut_streams_still_end_cleanly(ollama, client
         assert stream.finish_reason == "error" and stream.usage["completion_tokens"] < 100
         assert runner.process.wait(15) in (0, -signal.SIGTERM)
     assert (await ollama.until(lambda s: s["open_generations"] == 0))["open_generations"] == 0
+
+
+async def test_an_upstream_refusing_the_request_is_a_400_on_both_faces(runner, ollama, client):
+    """Ollama's 4xx (a request it will not serve) is the client's to fix, not a server failure."""
+    ollama.script(chat_status=400, chat_error="invalid options: num_batch")
+    answer = await client.post(runner.url + "/llm", json=go_body())
+    assert answer.status_code == 400 and "num_batch" in answer.json()["detail"]["msg"]
+    body = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}
+    answer = await client.post(runner.url + "/v1/chat/completions", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"

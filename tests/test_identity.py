@@ -11,12 +11,13 @@ from tests.conftest import LLAMA
 from tests.servers import Runner, StandIn
 from tests.test_cli import cli
 
-QWEN = "Qwen/Qwen2.5-7B-Instruct"  # the stand-in reports every tag as a llama 8.0B: a drifted tag
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+DRIFTED = {"qwen2.5:7b": ["llama", "8.0B", 8030261248, 131072, "Q4_K_M"]}  # the tag now holds other weights
 
 
 def test_a_tag_that_serves_another_model_is_refused_with_expected_and_found(standin_server: StandIn):
     standin_server.reset()
-    standin_server.script(models=["llama3.1:8b", "qwen2.5:7b"])
+    standin_server.script(models=["llama3.1:8b", "qwen2.5:7b"], identities=DRIFTED)
     with Runner({"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN}) as runner:
         runner.wait_status("ERROR")
         (model,) = httpx.get(runner.url + "/status", timeout=5).json()["models"]
@@ -29,11 +30,19 @@ def test_a_tag_that_serves_another_model_is_refused_with_expected_and_found(stan
 
 def test_an_operator_override_is_served_with_a_logged_warning(standin_server: StandIn):
     standin_server.reset()
-    standin_server.script(models=["llama3.1:8b", "my-qwen:latest"])
+    standin_server.script(models=["llama3.1:8b", "my-qwen"], identities={"my-qwen": DRIFTED["qwen2.5:7b"]})
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN, "LLM_RUNNER_MODEL_MAP": json.dumps({QWEN: "my-qwen"})}
     with Runner(env) as runner:
         runner.wait_status("OK")
-        assert "qwen2" in runner.wait_log("WARNING")
+        assert "qwen2" in runner.wait_log("WARNING")  # expected qwen2, found llama: served anyway
+    standin_server.reset()
+
+
+def test_a_matching_tag_passes(standin_server: StandIn):
+    standin_server.reset()
+    standin_server.script(models=["qwen2.5:7b"])
+    with Runner({"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN}) as runner:
+        runner.wait_status("OK")
     standin_server.reset()
 
 
@@ -43,7 +52,7 @@ def test_doctor_shows_the_check(standin_server: StandIn):
         "doctor", "--runner-url", "http://127.0.0.1:9", env={"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA}
     )
     assert f"as {LLAMA} names" in result.stdout
-    standin_server.script(models=["qwen2.5:7b"])
+    standin_server.script(models=["qwen2.5:7b"], identities=DRIFTED)
     result = cli(
         "doctor", "--runner-url", "http://127.0.0.1:9", env={"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN}
     )

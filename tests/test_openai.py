@@ -194,6 +194,12 @@ REFUSED = [
         },
     ),
     ("bogus_field", {"bogus_field": 1}),
+    ("messages.0.name", {"messages": [{"role": "user", "content": "x", "name": "alice"}]}),
+    (
+        "messages.0.function_call",
+        {"messages": [{"role": "assistant", "function_call": {"name": "f", "arguments": ""}}]},
+    ),
+    ("messages.0.bogus", {"messages": [{"role": "user", "content": "x", "bogus": 1}]}),
 ]
 
 

@@ -52,6 +52,8 @@ class UpstreamError(RunnerError):
     def __init__(self, kind: str, msg: str) -> None:
         super().__init__(msg)
         self.kind = kind
+        if kind == "upstream_4xx":  # the upstream refused what was asked: the client's to fix, not a retry
+            self.status = 400
 
     @property
     def retryable(self) -> bool:

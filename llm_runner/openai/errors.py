@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from llm_runner.core.errors import BadRequest, Busy, NotReady, RunnerError, Unauthorized, UpstreamError
+from llm_runner.core.errors import Busy, NotReady, RunnerError, Unauthorized
 
 
 def openai_error(
@@ -21,13 +21,10 @@ def openai_error(
 def as_openai(exc: RunnerError) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         return openai_error(401, exc.msg, "authentication_error")
-    if isinstance(exc, BadRequest):
+    if exc.status == 400:  # bad input, or an upstream refusing what was asked (tools on a model without)
         return openai_error(400, exc.msg, "invalid_request_error", exc.param)
     if isinstance(exc, Busy):
         return openai_error(429, exc.msg, "rate_limit_error", headers={"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, UpstreamError) and exc.kind == "upstream_4xx":
-        # the upstream refused what was asked (tools on a model without them, ...): not worth a retry
-        return openai_error(400, exc.msg, "invalid_request_error")
     if isinstance(exc, NotReady):
         return openai_error(503, exc.msg, "service_unavailable", headers={"Retry-After": str(exc.retry_after_s)})
     return openai_error(500, exc.msg, "api_error")

@@ -42,12 +42,19 @@ class ToolCallIn(_Open):
     function: FunctionCall
 
 
-class ChatMessage(_Open):
+class ChatMessage(BaseModel):
+    """One message; fields OpenAI defines that cannot be honoured are refused in `_messages`."""
+
+    model_config = ConfigDict(extra="forbid")
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = None
+    refusal: str | None = None  # an earlier assistant answer's refusal text: kept as its content
+    function_call: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
 
 
 class FunctionDef(_Open):
@@ -201,11 +208,17 @@ def _messages(messages: list[ChatMessage]) -> list[Message]:
     names: dict[str, str] = {}  # tool_call_id → function name, for tool results
     out: list[Message] = []
     for index, m in enumerate(messages):
+        if m.function_call is not None or m.audio is not None:
+            name = "function_call" if m.function_call is not None else "audio"
+            raise _refuse(f"messages.{index}.{name}", "use tool_calls; audio is not supported")
+        if m.name is not None and m.role != "tool":
+            raise _refuse(f"messages.{index}.name", "Ollama has no participant names")
         text, images = _content(m.content, index)
+        text = text or (m.refusal or "")
         calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
         names.update((c.id, c.name) for c in calls)
         role = "system" if m.role == "developer" else m.role
-        tool_name = names.get(m.tool_call_id or "") if m.role == "tool" else None
+        tool_name = (names.get(m.tool_call_id or "") or m.name) if m.role == "tool" else None
         out.append(Message(role, text, images, calls, tool_name))
     return out
 

@@ -251,6 +251,8 @@ class OllamaUpstream:
                         return
                     logprobs = chunk.get("logprobs")
                     yield Scored(text, logprobs) if logprobs else text
+        except (httpcore.ConnectTimeout, httpcore.PoolTimeout) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
         except httpcore.TimeoutException as exc:
             waited = timeouts["timeout"]["read"]
             raise UpstreamError("timeout", f"Ollama sent nothing for {waited:g}s for {tag} ({exc!r})") from exc
