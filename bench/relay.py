@@ -310,7 +310,16 @@ def main() -> None:
         app: Any = closing(StandIn())
     else:
         app = Relay(args.upstream)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, lifespan="on")
+    # Idle client connections are kept as long as the runner keeps them (LLM_RUNNER_KEEP_ALIVE_S).
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=75,
+    )
 
 
 if __name__ == "__main__":
