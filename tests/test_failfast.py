@@ -73,6 +73,9 @@ async def test_requests_queued_for_a_slot_are_released_when_ollama_dies(own_olla
             await asyncio.sleep(0.02)
         v1_busy = await queued.pop()
         assert v1_busy.status_code == 429  # LLM_RUNNER_OPENAI_MAX_QUEUE=0: /v1 answers at once
+        while b"data: " not in body:  # the held request is streaming: its end must be the error chunk
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
         own_ollama.process.kill()
         began = time.monotonic()
         answers = await asyncio.wait_for(asyncio.gather(*queued), FAST_S * 2)

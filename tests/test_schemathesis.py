@@ -36,7 +36,7 @@ def fuzzed_runner(standin_server):
 def test_runner_api_conforms(fuzzed_runner):
     schema = schemathesis.openapi.from_url(fuzzed_runner.url + "/openapi.json")
     # /v1/* is the OpenAI-compatible surface, with OpenAI's error conventions: not the contract
-    operations = [op for op in (r.ok() for r in schema.get_all_operations()) if not op.path.startswith("/v1/")]
+    operations = [op for op in (r.ok() for r in schema.get_all_operations()) if "/v1/" not in op.path]
     assert any(op.path == "/llm" for op in operations)
     cases = 0
     plans = [(op, GenerationMode.POSITIVE) for op in operations]
