@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from llm_runner.core.request import model_slug
+from llm_runner.files import read_json, write_json
 from llm_runner.live.go_rules import (
     DEFAULT_HEALTHY_STATUS,
     MAX_METADATA_BYTES,
@@ -44,7 +45,6 @@ from llm_runner.live.go_rules import (
     validate_document,
     validate_entries,
 )
-from llm_runner.upstream.catalog import model_slug
 
 APP_PREFIX = "llm/"
 
@@ -223,18 +223,7 @@ def merge_into_file(
     path = Path(path)
     entries = [dict(e) for e in entries]
     validate_entries(entries, on_chain=on_chain)
-    existing: Any = None
-    mode = 0o644
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-        text = path.read_bytes().decode("utf-8", errors="replace")
-        if text.strip():
-            try:
-                existing = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RunnersJSONError(
-                    f"{path} is not valid JSON ({exc}); fix or remove it, it was left as is"
-                ) from None
+    existing = read_json(path, RunnersJSONError)
     if existing is not None and not isinstance(existing, Mapping):
         raise RunnersJSONError(
             f'{path} must hold a JSON object {{"runners": [...]}} (go-livepeer refuses {json_type(existing)}); '
@@ -245,18 +234,7 @@ def merge_into_file(
         validate_document(merged, on_chain=on_chain)
     except RunnersJSONError as exc:
         raise RunnersJSONError(f"{path}: go-livepeer would refuse the merged file ({exc}); it was left as is") from None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(merged, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, merged)
     return merged
 
 

@@ -8,14 +8,12 @@ requested `max_tokens`, so `price_per_unit` is charged per requested token.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_runner.upstream.catalog import model_slug
+from llm_runner.core.request import model_slug
+from llm_runner.files import read_json, write_json
 
 PIPELINE = "llm"
 
@@ -96,29 +94,14 @@ def merge(existing: list[Any], new_entries: list[dict[str, Any]]) -> list[Any]:
 
 def write_merged(path: Path, new_entries: list[dict[str, Any]]) -> list[Any]:
     """Merge into `path` atomically; a file that is not a JSON array is refused and left as is."""
-    existing: list[Any] = []
-    if path.exists():
-        text = path.read_text()
-        if text.strip():
-            try:
-                existing = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise AIModelsError(
-                    f"{path} is not valid JSON ({exc}); fix or remove it, it was left unchanged"
-                ) from exc
-            if not isinstance(existing, list):
-                raise AIModelsError(f"{path} must hold a JSON array of entries; it was left unchanged")
+    existing = read_json(path, AIModelsError)
+    if existing is None:
+        existing = []
+    elif not isinstance(existing, list):
+        raise AIModelsError(f"{path} must hold a JSON array of entries; it was left as is")
     merged = merge(existing, new_entries)
     for entry in merged:
         if isinstance(entry, dict) and entry.get("pipeline") == PIPELINE:
             validate_entry(entry)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(merged, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, merged)
     return merged

@@ -15,11 +15,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_runner.files import write_atomic
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
 from llm_runner.ops.console import fail
 from llm_runner.ops.yaml_out import Folded, to_yaml
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        _write_atomic(args.out, text)
+        write_atomic(args.out, text)
     total = capacity(options)
     where = f" and {ai_models}" if ai_models else " (no aiModels.json written: pass --ai-models)"
     print(
@@ -244,14 +244,3 @@ def _relative(target: Path, folder: Path) -> str:
     """`target` as Compose reads a path relative to the file's folder (`./x`, `../x`)."""
     relative = os.path.relpath(target, folder)
     return relative if relative == "." or relative.startswith("..") else f"./{relative}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
