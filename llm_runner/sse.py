@@ -1,6 +1,11 @@
-"""The SSE response both faces stream through: Starlette's StreamingResponse (it stops the body
-when the client disconnects) plus a cleanup that always runs, even when the client vanished before
-the body started, so the slot is released and the upstream closed."""
+"""The SSE response both faces stream through.
+
+A plain ASGI response rather than Starlette's StreamingResponse: that one runs the body and a
+disconnect listener as two tasks in an anyio task group per request, which costs more than the
+rest of the relay. Here the body runs in the request's own task under one watcher
+(`until_disconnected`) that cancels it when the client leaves, and `cleanup` (slot release,
+upstream close) always runs, even when the client vanished before the body started.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from llm_runner.core.cancel import until_disconnected
+from llm_runner.core.errors import ClientGone
+
 DONE_EVENT = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class SSEResponse(StreamingResponse):
+    """Starlette's StreamingResponse for its headers and its place in FastAPI; its own sending."""
+
     def __init__(self, content: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]]) -> None:
         super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
         self._cleanup = cleanup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def stream() -> None:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
         try:
-            await super().__call__(scope, receive, send)
+            await until_disconnected(receive, stream())
+        except (ClientGone, OSError):
+            pass  # the client left: nobody reads the rest; cleanup stops the upstream
         finally:
             await self._cleanup()
