@@ -218,6 +218,8 @@ def _readme_go_livepeer_code_lines() -> list[str]:
             r"(^|[\s/])(go-)?livepeer(\s|$)|livepeer/go-livepeer:", code
         ):
             lines.append(code)
+    # and go-livepeer flags named in prose: backticked spans that start with a flag
+    lines += re.findall(r"`(-[a-z][A-Za-z0-9]*(?:\s[^`]*)?)`", (ROOT / "README.md").read_text())
     return lines
 
 
