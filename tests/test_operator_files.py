@@ -416,7 +416,6 @@ def test_dashboard_shows_every_runner_metric_with_its_own_labels():
         assert needed in titles
 
 
-@pytest.mark.xfail(strict=False, reason="pending new metrics")
 async def test_every_metric_the_dashboard_queries_is_exported_by_a_running_runner(ollama, client):
     with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
         runner.wait_status("OK")
