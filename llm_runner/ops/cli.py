@@ -16,11 +16,13 @@ from llm_runner.ops.console import fail, load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="llm-runner", description="Livepeer llm runner in front of Ollama.")
+    parser = argparse.ArgumentParser(
+        prog="llm-runner", description="Serve LLMs on Livepeer (live runners and the llm pipeline) from Ollama."
+    )
     parser.add_argument("--version", action="version", version=f"llm-runner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the Livepeer runner service")
+    serve = commands.add_parser("serve", help="run the service (OpenAI app for live runners, and the llm contract)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_serve)
