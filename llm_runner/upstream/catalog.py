@@ -158,7 +158,7 @@ class Catalog:
         if override_file is not None:
             try:
                 data = json.loads(override_file.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise CatalogError(f"cannot read model map file {override_file}: {exc}") from exc
             if not isinstance(data, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in data.items()
