@@ -1,11 +1,11 @@
 """One Ollama server as an upstream: the only module that knows Ollama's wire format.
 
 Management calls (show, pull, ps, list, warm-up) go through the official `ollama.AsyncClient`.
-The token path reads Ollama's `/api/chat` NDJSON itself, over httpcore (the transport under
-httpx), because the official client cannot meet three contract rules there: it does not notice a
+The token path reads Ollama's `/api/chat` NDJSON itself, over a small HTTP/1.1 client of ours
+(`http1`), because the official client cannot meet three contract rules there: it does not notice a
 stream that ends without a `done:true` line (we must then send `finish_reason: "error"`), it has
 one timeout for everything (a cold model load needs minutes before the first byte, a stalled
-stream must fail in two), and its per-chunk pydantic validation plus httpx's per-request layers
+stream must fail in two), and its per-chunk pydantic validation plus httpx's and httpcore's layers
 cost more than the rest of the relay. Closing the upstream response is also the only way to make
 Ollama stop generating, and here it is explicit.
 
@@ -19,23 +19,29 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
+from llm_runner import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
 from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.http1 import (
+    ConnectFailed,
+    ConnectionLost,
+    HTTP1Error,
+    HTTP1Pool,
+    ProtocolError,
+    ReadTimeout,
+)
 from llm_runner.upstream.ollama_import import ollama
 from llm_runner.upstream.ollama_wire import (
     describe_status,
     drain,
     error_text,
     kind_of,
-    ndjson_lines,
     ollama_message,
     tool_call,
 )
@@ -59,14 +65,9 @@ class OllamaUpstream:
             pool=settings.queue_timeout_s,
         )
         self.client = ollama.AsyncClient(host=base_url, timeout=timeout)
-        # The token path uses httpcore (httpx's transport) directly: same connections and errors,
-        # without httpx's per-request layers, which cost a third of the bridge's CPU per request.
-        self._pool = httpcore.AsyncConnectionPool(
-            max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
-        )
-        self._host_header = (b"Host", urlsplit(base_url).netloc.encode())
-        self._chat_headers = [self._host_header, (b"Content-Type", b"application/json")]
-        self._timeouts = {"timeout": timeout.as_dict()}
+        # The token path (chat and the version probe) uses our own HTTP/1.1 client: httpcore's
+        # per-chunk layers cost about 40% of the runner's CPU per request.
+        self._http = HTTP1Pool(base_url, max_idle=64, keepalive_expiry_s=30.0)
         self._options_base = {"num_ctx": settings.num_ctx}
 
     def serves(self, model_id: str) -> bool:
@@ -79,7 +80,7 @@ class OllamaUpstream:
         """Nothing to start: the server runs on its own."""
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self._http.aclose()
         await self.client.close()
 
     # -- liveness and management -------------------------------------------------------------
@@ -87,20 +88,21 @@ class OllamaUpstream:
     async def version(self) -> str:
         """Ollama's version; raises UpstreamError(unreachable) when it does not answer twice.
 
-        A pooled connection can be closed by the server just as we reuse it; one failure is
-        therefore retried at once (the pool drops the broken connection, so on a new one)."""
+        connect_timeout_s bounds every step. A pooled connection the server closed just as we
+        reuse it is retried by the pool itself; any other failure but a refused connection is
+        tried once more (the failed connection is closed, never reused)."""
         quick = self.settings.connect_timeout_s
-        timeout = {"timeout": {"connect": quick, "read": quick, "write": quick, "pool": quick}}
         for attempt in (1, 2):
             try:
-                response = await self._pool.request(
-                    "GET", f"{self.base_url}/api/version", headers=[self._host_header], extensions=timeout
-                )
+                async with self._http.request(
+                    "GET", "/api/version", connect_timeout_s=quick, first_byte_timeout_s=quick
+                ) as response:
+                    body = await response.read(quick)
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
-                return str(json.loads(response.content).get("version", "unknown"))
-            except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, ValueError) as exc:
-                if attempt == 2 or isinstance(exc, httpcore.ConnectError):
+                return str(json.loads(body).get("version", "unknown"))
+            except (HTTP1Error, ValueError) as exc:
+                if attempt == 2 or isinstance(exc, ConnectFailed):
                     raise UpstreamError("unreachable", self._unreachable(exc)) from exc
         raise AssertionError("unreachable code")
 
@@ -196,69 +198,80 @@ class OllamaUpstream:
     async def chat(self, tag: str, request: GenerationRequest, *, think_off: bool = False) -> AsyncIterator[Event]:
         """Stream one chat generation. Closing this generator closes the upstream connection,
         which is what makes Ollama stop."""
-        content = json.dumps(self.chat_body(tag, request, think_off)).encode()
-        headers = [*self._chat_headers, (b"Content-Length", str(len(content)).encode())]
-        hide_thinking = self.settings.think == "hide"
-        inter_token = self.settings.inter_token_timeout_s
-        # httpcore reads the read timeout when the body starts: the first wait (headers, i.e. a
-        # model load) gets first_token_timeout_s, every later read inter_token_timeout_s.
-        timeouts = {"timeout": dict(self._timeouts["timeout"])}
+        content = fastjson.dumps(self.chat_body(tag, request, think_off))
+        settings = self.settings
+        hide_thinking = settings.think == "hide"
+        inter_token = settings.inter_token_timeout_s
         thinking = False
         tool_calls = 0
         try:
-            async with self._pool.stream(
-                "POST", f"{self.base_url}/api/chat", headers=headers, content=content, extensions=timeouts
+            # The wait for the headers is the model load (first_token_timeout_s); every later
+            # wait for bytes gets inter_token_timeout_s.
+            async with self._http.request(
+                "POST",
+                "/api/chat",
+                content,
+                connect_timeout_s=settings.connect_timeout_s,
+                first_byte_timeout_s=settings.first_token_timeout_s,
             ) as response:
                 if response.status != 200:
-                    message = error_text(await response.aread(), response.status)
+                    message = error_text(await response.read(settings.first_token_timeout_s), response.status)
                     raise UpstreamError(
                         kind_of(response.status, message), describe_status(tag, response.status, message)
                     )
-                timeouts["timeout"]["read"] = inter_token
-                lines = ndjson_lines(response.aiter_stream())
+                pending = b""  # a line cut between two reads (Ollama writes one line per chunk)
                 while True:
-                    try:
-                        line = await anext(lines)
-                    except StopAsyncIteration:
-                        raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done") from None
-                    chunk = json.loads(line)
-                    if "error" in chunk:
-                        message = str(chunk["error"])
-                        raise UpstreamError(kind_of(500, message), f"Ollama failed mid-stream: {message}")
-                    message_part = chunk.get("message") or {}
-                    thought = message_part.get("thinking")
-                    text = message_part.get("content") or ""
-                    if thought and not hide_thinking:
-                        text = thought if thinking else THINK_OPEN + thought
-                        thinking = True
-                    elif thought:
-                        text = ""
-                    elif thinking and (text or chunk.get("done")):
-                        text = THINK_CLOSE + text
-                        thinking = False
-                    for call in message_part.get("tool_calls") or ():
-                        yield ToolCallEvent(tool_calls, tool_call(call))
-                        tool_calls += 1
-                    if chunk.get("done"):
-                        if text:
-                            yield text
-                        await drain(lines)  # a fully read response keeps its connection for reuse
-                        yield End(
-                            LENGTH if chunk.get("done_reason") == "length" else STOP,
-                            int(chunk.get("prompt_eval_count") or 0),
-                            int(chunk.get("eval_count") or 0),
-                        )
-                        return
-                    logprobs = chunk.get("logprobs")
-                    yield Scored(text, logprobs) if logprobs else text
-        except (httpcore.ConnectTimeout, httpcore.PoolTimeout) as exc:
+                    data = await response.next_chunk(inter_token)
+                    if data:
+                        if pending:
+                            data = pending + data
+                        lines = data.split(b"\n")
+                        pending = lines.pop()
+                    elif pending.strip():  # the body ended on a line without its newline
+                        lines, pending = [pending], b""
+                    else:
+                        raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done")
+                    for line in lines:
+                        if not line or line.isspace():
+                            continue
+                        chunk = fastjson.loads(line)
+                        if "error" in chunk:
+                            message = str(chunk["error"])
+                            raise UpstreamError(kind_of(500, message), f"Ollama failed mid-stream: {message}")
+                        message_part = chunk.get("message") or {}
+                        thought = message_part.get("thinking")
+                        text = message_part.get("content") or ""
+                        done = chunk.get("done")
+                        if thought and not hide_thinking:
+                            text = thought if thinking else THINK_OPEN + thought
+                            thinking = True
+                        elif thought:
+                            text = ""
+                        elif thinking and (text or done):
+                            text = THINK_CLOSE + text
+                            thinking = False
+                        calls = message_part.get("tool_calls")
+                        if calls:
+                            for call in calls:
+                                yield ToolCallEvent(tool_calls, tool_call(call))
+                                tool_calls += 1
+                        if done:
+                            if text:
+                                yield text
+                            await drain(response)  # a fully read response keeps its connection for reuse
+                            yield End(
+                                LENGTH if chunk.get("done_reason") == "length" else STOP,
+                                int(chunk.get("prompt_eval_count") or 0),
+                                int(chunk.get("eval_count") or 0),
+                            )
+                            return
+                        logprobs = chunk.get("logprobs")
+                        yield Scored(text, logprobs) if logprobs else text
+        except ConnectFailed as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        except httpcore.TimeoutException as exc:
-            waited = timeouts["timeout"]["read"]
-            raise UpstreamError("timeout", f"Ollama sent nothing for {waited:g}s for {tag} ({exc!r})") from exc
-        except httpcore.ConnectError as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        except ReadTimeout as exc:
+            raise UpstreamError("timeout", f"Ollama sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
+        except (ConnectionLost, ProtocolError) as exc:
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc

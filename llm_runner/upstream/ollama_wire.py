@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpcore
-
 from llm_runner.core.request import Message, ToolCall
+from llm_runner.upstream.http1 import HTTP1Error, Response
 
 
 def ollama_message(message: Message) -> dict[str, Any]:
@@ -44,26 +42,17 @@ def tool_call(call: dict[str, Any]) -> ToolCall:
     )
 
 
-async def ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Split a byte stream into non-empty lines (Ollama writes one JSON object per line)."""
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending
-
-
-async def drain(lines: AsyncIterator[bytes], limit_s: float = 1.0) -> None:
-    """Read the (empty) rest of a finished stream, so the connection goes back to the pool."""
+async def drain(response: Response, limit_s: float = 1.0) -> None:
+    """Read the (empty) rest of a finished stream, at most `limit_s` in all, so the connection goes
+    back to the pool. Usually the body's end came with the final line and nothing is waited for."""
+    if response.complete:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
     try:
-        async with asyncio.timeout(limit_s):
-            async for _ in lines:
-                pass
-    except (TimeoutError, httpcore.NetworkError, httpcore.ProtocolError):
+        while (left := deadline - loop.time()) > 0 and await response.next_chunk(left):
+            pass
+    except HTTP1Error:
         pass  # the connection is simply closed instead
 
 
