@@ -12,9 +12,12 @@ from fastapi.openapi.utils import get_openapi
 
 from llm_runner import __version__
 from llm_runner.errors import install_error_handlers
-from llm_runner.livepeer.routes import livepeer_router
-from llm_runner.middleware import BodySizeLimit, JSONByDefault, OperatorAuth, RequestMetricsMiddleware
-from llm_runner.openai.routes import openai_router
+from llm_runner.front import FrontDoor, FrontRoute, RunnerApp
+from llm_runner.livepeer.errors import livepeer_error
+from llm_runner.livepeer.routes import livepeer_router, llm_handler
+from llm_runner.middleware import OperatorAuth, RequestMetricsMiddleware
+from llm_runner.openai.errors import as_openai
+from llm_runner.openai.routes import chat_handler, openai_router
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
 from llm_runner.status import status_router
@@ -33,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    app = RunnerApp(
         title="llm-runner",
         version=__version__,
         description="Serves LLMs on Livepeer from Ollama: the `llm` pipeline contract and an OpenAI-compatible "
@@ -52,13 +55,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status_router(runtime))
 
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(JSONByDefault)
+    routes = token_routes(runtime)
+    app.front_door = FrontDoor(routes, runtime.metrics, settings.max_body_bytes)
     app.add_middleware(OperatorAuth, token=settings.auth_token, metrics_open=settings.metrics_open)
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
     logging.getLogger("llm_runner").setLevel(settings.log_level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     return app
+
+
+def token_routes(runtime: Runtime) -> dict[str, FrontRoute]:
+    """Every path that carries tokens, for the front door (front.py), with its face's errors."""
+    routes: dict[str, FrontRoute] = {}
+    for prefix, model in [("", None), *((f"/models/{m.slug}", m) for m in runtime.models)]:
+        llm = FrontRoute(llm_handler(runtime, model or runtime.models[0], root=model is None), livepeer_error)
+        chat = FrontRoute(chat_handler(runtime, model), as_openai)
+        routes |= {f"{prefix}/llm": llm, f"{prefix}/llm/": llm, f"{prefix}/v1/chat/completions": chat}
+    return routes
 
 
 def contract_openapi(app: FastAPI) -> dict[str, Any]:

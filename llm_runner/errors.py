@@ -5,11 +5,10 @@ everything else (go-livepeer reads any other status as a silent success)."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llm_runner.core.errors import RunnerError, describe_validation_errors
+from llm_runner.core.errors import RunnerError
 from llm_runner.livepeer.errors import error_response, livepeer_error
 from llm_runner.openai.errors import as_openai, openai_error
 
@@ -22,13 +21,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunnerError)
     async def _runner_error(request: Request, exc: RunnerError) -> JSONResponse:
         return as_openai(exc) if is_openai_path(request.url.path) else livepeer_error(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message = describe_validation_errors(exc.errors())
-        if is_openai_path(request.url.path):
-            return openai_error(400, message, "invalid_request_error")
-        return error_response(400, message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,75 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
-from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_runner.auth import bearer_matches
 from llm_runner.core.metrics import RunnerMetrics
-from llm_runner.livepeer.errors import error_body, error_response
-
-
-class JSONByDefault:
-    """Read POST bodies as JSON whatever their content-type, as Ollama does: `curl -d` sends
-    `application/x-www-form-urlencoded`, and an operator's first curl must just work."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope["headers"] = [*headers, (b"content-type", b"application/json")]
-        await self.app(scope, receive, send)
-
-
-class BodySizeLimit:
-    """Refuse bodies over the limit with 400 before they are buffered (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, int(declared))
-            return
-        max_bytes = self.max_bytes
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > max_bytes:
-                    raise HTTPException(400, _too_large_message(seen, max_bytes))
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-    async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps(error_body(_too_large_message(size, self.max_bytes))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def _too_large_message(size: int, limit: int) -> str:
-    return f"request body too large: {size} bytes > limit {limit} (LLM_RUNNER_MAX_BODY_BYTES)"
+from llm_runner.livepeer.errors import error_response
 
 
 class RequestMetricsMiddleware:

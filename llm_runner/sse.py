@@ -11,27 +11,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llm_runner.core.cancel import until_disconnected
 from llm_runner.core.errors import ClientGone
 
 DONE_EVENT = b"data: [DONE]\n\n"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
-class SSEResponse(StreamingResponse):
-    """Starlette's StreamingResponse for its headers and its place in FastAPI; its own sending."""
+class SSEResponse:
+    """An event stream: `content` yields whole `data: ...\\n\\n` events, sent as they come."""
+
+    status_code = 200
 
     def __init__(self, content: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]]) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
-        self._cleanup = cleanup
+        self.content, self.cleanup = content, cleanup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def stream() -> None:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for chunk in self.body_iterator:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            async for chunk in self.content:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -40,4 +44,4 @@ class SSEResponse(StreamingResponse):
         except (ClientGone, OSError):
             pass  # the client left: nobody reads the rest; cleanup stops the upstream
         finally:
-            await self._cleanup()
+            await self.cleanup()

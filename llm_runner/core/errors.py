@@ -69,8 +69,21 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
         if err.get("type") == "json_invalid":
             parts.append("request body is not valid JSON")
             continue
-        if err.get("type") == "missing" and not loc:
-            parts.append("request body is missing (send JSON with a `messages` list)")
-            continue
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
+
+
+def validation_param(errors: Sequence[Any]) -> str | None:
+    """The field a validation error is about, as OpenAI names it in `error.param` (`temperature`,
+    `messages.0.role`): the path all errors share (one union field fails once per alternative),
+    else the first error's."""
+    locs = [[str(p) for p in err.get("loc", ()) if p != "body"] for err in errors]
+    if not locs:
+        return None
+    common = locs[0]
+    for loc in locs[1:]:
+        n = 0
+        while n < min(len(common), len(loc)) and common[n] == loc[n]:
+            n += 1
+        common = common[:n]
+    return ".".join(common or locs[0]) or None

@@ -198,20 +198,23 @@ class Generation:
 
     async def events(self) -> AsyncIterator[Event]:
         event = self.first
+        upstream = self.upstream
         try:
+            task = asyncio.current_task()
             while True:
-                if type(event) is End:
-                    self._end(event)
+                kind = type(event)
+                if kind is End:
+                    self._end(event)  # type: ignore[arg-type]
                     yield event
                     return
-                if type(event) is str or type(event) is Scored:
+                if kind is str or kind is Scored:
                     self.completion += 1
                 yield event
                 if self._drained:
                     raise asyncio.CancelledError
-                self._waiting = asyncio.current_task()
+                self._waiting = task  # a drain cut cancels this wait
                 try:
-                    event = await anext(self.upstream)
+                    event = await anext(upstream)
                 finally:
                     self._waiting = None
         except UpstreamError as exc:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from llm_runner.auth import require_token
-from llm_runner.core.errors import BadRequest, RunnerError
+from llm_runner.core.errors import BadRequest, RunnerError, Unauthorized
 from llm_runner.core.events import DRAINED, ERROR
 from llm_runner.core.request import GenerationRequest, Message, ServedModel
+from llm_runner.front import Handler, Incoming, Reply, declaration
 from llm_runner.hardware import gpu_info
 from llm_runner.livepeer.contract import (
     GPUComputeInfo,
@@ -66,22 +67,29 @@ def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIR
         gpus = {index: GPUComputeInfo(**facts) for index, facts in gpu_info().items()}
         return HardwareInformation(model_id=model.model_id, gpu_info=gpus, backend=runtime.backend_description)
 
-    @router.post(
+    router.add_api_route(
         "/llm",
+        declaration(LLMRequest),
+        methods=["POST"],
         response_model=LLMResponse,
-        dependencies=authed,
         operation_id=f"llm_{scope}",
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    @router.post("/llm/", dependencies=authed, include_in_schema=False)
-    async def llm(request: Request, body: LLMRequest) -> Response:
-        try:
-            served = pick_model(runtime, model, body.model, root=root)
-            return await run_llm(request, runtime, to_generation(body, served, request))
-        except RunnerError as exc:
-            return livepeer_error(exc)
-
     return router
+
+
+def llm_handler(runtime: Runtime, model: ServedModel, *, root: bool) -> Handler:
+    """`POST /llm` for one model (root=True: any served model may be named), on the front door."""
+    token = runtime.settings.auth_token
+
+    async def llm(incoming: Incoming) -> Reply:
+        if not incoming.authorized(token):
+            raise Unauthorized("Invalid bearer token")
+        body = incoming.parse(LLMRequest)
+        served = pick_model(runtime, model, body.model, root=root)
+        return await run_llm(incoming, runtime, to_generation(body, served, incoming.header(b"livepeer-session-id")))
+
+    return llm
 
 
 def pick_model(runtime: Runtime, path_model: ServedModel, requested: str, *, root: bool) -> ServedModel:
@@ -94,7 +102,7 @@ def pick_model(runtime: Runtime, path_model: ServedModel, requested: str, *, roo
     raise BadRequest(f"model {requested!r} is not served here; this runner serves {served}")
 
 
-def to_generation(body: LLMRequest, model: ServedModel, request: Request) -> GenerationRequest:
+def to_generation(body: LLMRequest, model: ServedModel, session: str) -> GenerationRequest:
     """The contract's fields, with its defaults sent explicitly (as the official runner does)."""
     return GenerationRequest(
         model_id=model.model_id,
@@ -105,16 +113,16 @@ def to_generation(body: LLMRequest, model: ServedModel, request: Request) -> Gen
         top_p=body.top_p,
         top_k=body.top_k if body.top_k > 0 else None,
         face="livepeer",
-        session=request.headers.get("livepeer-session-id", ""),
+        session=session,
     )
 
 
-async def run_llm(request: Request, runtime: Runtime, job: GenerationRequest) -> Response:
+async def run_llm(incoming: Incoming, runtime: Runtime, job: GenerationRequest) -> Reply:
     """Start the generation, then answer as JSON or as a Livepeer SSE stream."""
-    generation = await runtime.loop.start(job, request.receive)
+    generation = await runtime.loop.start(job, incoming.receive)
     if job.stream:
         return SSEResponse(livepeer_stream(generation), generation.close)
-    events, end = await generation.collect(request.receive)
+    events, end = await generation.collect(incoming.receive)
     if end.reason in (ERROR, DRAINED):  # a JSON answer cannot carry a partial failure: 500
         return livepeer_error(RunnerError(end.error))
     response = LLMResponse(

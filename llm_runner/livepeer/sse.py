@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from llm_runner import fastjson
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored
 from llm_runner.core.loop import Generation
 from llm_runner.sse import DONE_EVENT
@@ -35,15 +36,15 @@ class LivepeerChunks:
 
     def __init__(self, model_id: str) -> None:
         self.id = completion_id()
-        self._head = f'{{"id":"{self.id}","model":{json.dumps(model_id)},"created":'
+        self._head = f'data: {{"id":"{self.id}","model":{json.dumps(model_id)},"created":'.encode()
 
     def event(self, content: str, finish_reason: str, prompt: int, completion: int) -> bytes:
-        return (
-            f'data: {self._head}{int(time.time())},"usage":{{"prompt_tokens":{prompt},'
-            f'"completion_tokens":{completion},"total_tokens":{prompt + completion}}},'
-            f'"choices":[{{"index":0,"finish_reason":"{finish_reason}","delta":{{"role":"assistant",'
-            f'"content":{json.dumps(content)}}},"message":null}}]}}\n\n'
+        usage = (
+            f'{int(time.time())},"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+            f'"total_tokens":{prompt + completion}}},"choices":[{{"index":0,"finish_reason":"{finish_reason}",'
+            '"delta":{"role":"assistant","content":'
         ).encode()
+        return b"".join((self._head, usage, fastjson.dumps(content), b'},"message":null}]}\n\n'))
 
 
 async def livepeer_stream(generation: Generation) -> AsyncIterator[bytes]:

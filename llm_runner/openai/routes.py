@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from llm_runner.auth import token_ok
-from llm_runner.core.errors import BadRequest, NotReady, RunnerError, Unauthorized, describe_validation_errors
+from llm_runner.core.errors import BadRequest, NotReady, RunnerError, Unauthorized
 from llm_runner.core.request import ServedModel
-from llm_runner.openai.errors import as_openai, openai_error, validation_param
+from llm_runner.front import Handler, Incoming, Reply, declaration
+from llm_runner.openai.errors import as_openai, openai_error
 from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
 from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
@@ -60,37 +60,40 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
                 return JSONResponse(model_card(m))
         return openai_error(404, f"model {model_id!r} not found", "not_found_error", "model")
 
-    @router.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        try:
-            if not token_ok(request, token):
-                raise Unauthorized("Invalid bearer token")
-            try:
-                chat = ChatCompletionRequest.model_validate_json(await request.body())
-            except ValidationError as exc:
-                problems = exc.errors()
-                raise BadRequest(describe_validation_errors(problems), param=validation_param(problems)) from exc
-            target = next((m for m in served if m.model_id == chat.model), None)
-            if target is None:
-                names = ", ".join(repr(m.model_id) for m in served)
-                if pinned is not None:
-                    raise BadRequest(f"this path serves only {names}, not {chat.model!r}", param="model")
-                return openai_error(404, f"model {chat.model!r} not found; served: {names}", "not_found_error")
-            job = to_generation(chat, target.model_id)
-            job.session = request.headers.get("livepeer-session-id", "")
-            forced = forced_tool(chat)
-            forced_name = forced.function.name if forced else None
-            generation = await runtime.loop.start(job, request.receive, runtime.settings.openai_max_queue)
-            one_call = chat.parallel_tool_calls is False
-            if job.stream:
-                include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-                stream = OpenAIStream(generation, include_usage, forced_name, one_call)
-                return SSEResponse(stream.body(), generation.close)
-            events, end = await generation.collect(request.receive)
-            if end.error:
-                raise NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
-            return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
-        except RunnerError as exc:
-            return as_openai(exc)
-
+    router.add_api_route("/v1/chat/completions", declaration(ChatCompletionRequest), methods=["POST"])
     return router
+
+
+def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler:
+    """`POST /v1/chat/completions` on the front door: at the root any served model may be named;
+    under a model's prefix (pinned) only that one."""
+    served = [pinned] if pinned else runtime.models
+    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    max_queue = runtime.settings.openai_max_queue
+
+    async def chat_completions(incoming: Incoming) -> Reply:
+        if not incoming.authorized(token):
+            raise Unauthorized("Invalid bearer token")
+        chat = incoming.parse(ChatCompletionRequest)
+        target = next((m for m in served if m.model_id == chat.model), None)
+        if target is None:
+            names = ", ".join(repr(m.model_id) for m in served)
+            if pinned is not None:
+                raise BadRequest(f"this path serves only {names}, not {chat.model!r}", param="model")
+            return openai_error(404, f"model {chat.model!r} not found; served: {names}", "not_found_error")
+        job = to_generation(chat, target.model_id)
+        job.session = incoming.header(b"livepeer-session-id")
+        forced = forced_tool(chat)
+        forced_name = forced.function.name if forced else None
+        generation = await runtime.loop.start(job, incoming.receive, max_queue)
+        one_call = chat.parallel_tool_calls is False
+        if job.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            stream = OpenAIStream(generation, include_usage, forced_name, one_call)
+            return SSEResponse(stream.body(), generation.close)
+        events, end = await generation.collect(incoming.receive)
+        if end.error:
+            raise NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
+        return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
+
+    return chat_completions

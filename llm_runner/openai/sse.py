@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from llm_runner import fastjson
 from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent
 from llm_runner.core.loop import Generation
 from llm_runner.core.request import ToolCall
@@ -86,7 +87,7 @@ class OpenAIStream:
             payload["usage"] = extra.pop("usage")
             if choices:
                 choices[0].pop("usage")
-        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+        return b"data: " + fastjson.dumps(payload) + b"\n\n"
 
     async def body(self) -> AsyncIterator[bytes]:
         yield self.chunk({"role": "assistant", "content": ""})
@@ -98,7 +99,7 @@ class OpenAIStream:
                 if self.forced_tool is not None:
                     forced_text.append(event)  # type: ignore[arg-type]
                 elif event:
-                    yield self._text_head + json.dumps(event).encode() + b'},"finish_reason":null}]}\n\n'
+                    yield self._text_head + fastjson.dumps(event) + b'},"finish_reason":null}]}\n\n'
             elif kind is Scored:
                 if self.forced_tool is not None:
                     forced_text.append(event.text)  # type: ignore[union-attr]
