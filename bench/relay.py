@@ -1,12 +1,14 @@
-"""The yardstick: the least a Python relay can do, to measure llm-runner's faces against.
+"""The yardsticks: the least a Python relay can do, to measure llm-runner's faces against.
 
 POST /relay forwards the request body unchanged as an Ollama `/api/chat` request and re-frames
 each NDJSON line of the answer as one SSE `data:` event: no validation, no admission, no
-accounting; the same server (uvicorn), upstream transport (an httpcore pool, as the runner's) and
-one ASGI send per token as the runner. Whatever llm-runner adds beyond this is the price of
-what it does, not of "Python in the path".
+accounting; the same server (uvicorn) and one ASGI send per token as the runner. Two of them:
+`yardstick` over an httpcore pool (the transport under httpx: what a Python relay usually
+stands on), and `yardstick/http1` over the runner's own client (llm_runner/upstream/http1.py),
+so that what the runner adds beyond its transport shows too. Whatever llm-runner adds beyond
+these is the price of what it does, not of "Python in the path".
 
-Run: python -m bench.relay --port 8001 --upstream http://127.0.0.1:11434
+Run: python -m bench.relay --port 8001 --upstream http://127.0.0.1:11434 [--client http1]
      python -m bench.relay --port 11435 --standin   (the stand-in, closing every chat connection)
 
 `compare` below is `python -m bench` (lean): the yardstick, /llm and /v1 side by side.
@@ -32,7 +34,32 @@ import uvicorn
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
+async def read_body(receive: Any) -> bytes:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body, more = body + message.get("body", b""), message.get("more_body", False)
+    return body
+
+
+async def lifespan_or_404(scope: dict, receive: Any, send: Any, close: Any) -> bool:
+    """Serve what is not POST /relay; True when done."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await close()
+        await send({"type": "lifespan.shutdown.complete"})
+        return True
+    if scope["method"] != "POST" or scope["path"] != "/relay":
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    return False
+
+
 class Relay:
+    """The yardstick over httpcore."""
+
     def __init__(self, upstream: str) -> None:
         self.url = upstream.rstrip("/") + "/api/chat"
         self.headers = [(b"Host", urlsplit(upstream).netloc.encode()), (b"Content-Type", b"application/json")]
@@ -41,24 +68,37 @@ class Relay:
         )
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await self.pool.aclose()
-            await send({"type": "lifespan.shutdown.complete"})
+        if await lifespan_or_404(scope, receive, send, self.pool.aclose):
             return
-        if scope["method"] != "POST" or scope["path"] != "/relay":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body, more = body + message.get("body", b""), message.get("more_body", False)
+        body = await read_body(receive)
         async with self.pool.stream("POST", self.url, headers=self.headers, content=body) as upstream:
             await send({"type": "http.response.start", "status": upstream.status, "headers": SSE})
             pending = b""
             async for piece in upstream.aiter_stream():
+                *lines, pending = (pending + piece).split(b"\n")
+                for line in lines:
+                    if line:
+                        event = b"data: " + line + b"\n\n"
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class LeanRelay:
+    """The yardstick over the runner's own HTTP/1.1 client."""
+
+    def __init__(self, upstream: str) -> None:
+        from llm_runner.upstream.http1 import HTTP1Pool
+
+        self.pool = HTTP1Pool(upstream)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if await lifespan_or_404(scope, receive, send, self.pool.aclose):
+            return
+        body = await read_body(receive)
+        async with self.pool.request("POST", "/api/chat", body, connect_timeout_s=5, first_byte_timeout_s=300) as up:
+            await send({"type": "http.response.start", "status": up.status, "headers": SSE})
+            pending = b""
+            while piece := await up.next_chunk(120):
                 *lines, pending = (pending + piece).split(b"\n")
                 for line in lines:
                     if line:
@@ -84,7 +124,7 @@ def closing(app: Any) -> Any:
 
 # -- python -m bench (lean): the three paths side by side ------------------------------------------
 
-PATHS = ("yardstick", "/llm", "/v1")
+PATHS = ("yardstick", "yardstick/http1", "/llm", "/v1")
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 
 
@@ -92,7 +132,7 @@ async def compare(
     levels: list[int], tokens: int, long_tokens: int, rate: float, samples: int, close: bool = True
 ) -> dict:
     """Per connection mode and level: rounds of one burst of N simultaneous streams per path,
-    the paths in rotating order each round (direct, yardstick, /llm, /v1), against one stand-in.
+    the paths in rotating order each round (direct, both yardsticks, /llm, /v1), against one stand-in.
     Round 0 (long streams) warms up and gives tokens/s; the short rounds after it give the time
     to first token and the CPU per request.
 
@@ -108,11 +148,13 @@ async def compare(
     from llm_runner.engine.launcher import free_port
     from tests.servers import Runner, Server, StandIn
 
-    standin_port, yard_port = free_port(), free_port()
+    standin_port, yard_port, lean_port = free_port(), free_port(), free_port()
     ollama = StandIn(standin_port)
     if close:
         ollama.args = ["-m", "bench.relay", "--standin", "--port", str(standin_port)]
     yard = Server(["-m", "bench.relay", "--port", str(yard_port), "--upstream", ollama.url], yard_port)
+    lean_args = ["-m", "bench.relay", "--port", str(lean_port), "--upstream", ollama.url, "--client", "http1"]
+    lean = Server(lean_args, lean_port)
     env = {
         "OLLAMA_HOST": ollama.url,
         "MODEL_ID": LLAMA,
@@ -123,16 +165,17 @@ async def compare(
     }
     workload = {"tokens": tokens, "long_tokens": long_tokens, "token_rate": rate, "upstream_close": close}
     report: dict = {"workload": workload, "fresh": [], "reused": []}
-    with ollama, yard, Runner(env) as runner:
+    with ollama, yard, lean, Runner(env) as runner:
         runner.wait_status("OK")
         ollama.script(tokens=max(tokens, long_tokens), token_rate=rate)  # each request's limit decides
-        makers = (direct_target, yardstick_target, runner_target, openai_target)
-        urls = (ollama.url, yard.url, runner.url, runner.url)
+        makers = (direct_target, yardstick_target, yardstick_target, runner_target, openai_target)
+        urls = (ollama.url, yard.url, lean.url, runner.url, runner.url)
         targets = {name: make(url, tokens) for name, make, url in zip(("direct", *PATHS), makers, urls, strict=True)}
         longs = {name: make(url, long_tokens) for name, make, url in zip(targets, makers, urls, strict=True)}
         order = list(targets)
         # CPU time of the process serving each path (the stand-in's for direct), per request.
-        pids = {name: server.process.pid for name, server in zip(targets, (ollama, yard, runner, runner), strict=True)}
+        servers = (ollama, yard, lean, runner, runner)
+        pids = {name: server.process.pid for name, server in zip(targets, servers, strict=True)}
         started = time.perf_counter()
         report["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) at the start"
         print(f"machine: {report['machine']}", flush=True)
@@ -144,7 +187,8 @@ async def compare(
                 long: dict[str, list] = {name: [] for name in targets}
                 cpu = dict.fromkeys(targets, 0)
                 for r in range(rounds + 1):  # round 0: long streams, warm-up (and opens the kept connections)
-                    for name in order[r % 4 :] + order[: r % 4]:
+                    turn = r % len(order)
+                    for name in order[turn:] + order[:turn]:
                         pools = kept.get(name) or [None] * n
                         target = targets[name] if r else longs[name]
                         cpu_before = cpu_ns(pids[name])
@@ -206,39 +250,44 @@ def print_progress(mode: str, level: dict, elapsed: float) -> None:
     print(f"[{elapsed:5.0f} s] {mode:6} N={level['n']:<3} TTFT p50 ms: {', '.join(parts)}; errors {errors}", flush=True)
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b > 0.05 and not math.isnan(a) else "n/a"
+RATIOS = (("/llm", "yardstick"), ("/v1", "yardstick"), ("/llm", "yardstick/http1"), ("/v1", "yardstick/http1"))
+RATIO_HEADS = ["/llm ÷ yardstick", "/v1 ÷ yardstick", "/llm ÷ yardstick/http1", "/v1 ÷ yardstick/http1", "/v1 ÷ /llm"]
+
+
+def header(first: str, names: tuple[str, ...]) -> list[str]:
+    heads = [first, *names, *RATIO_HEADS]
+    return ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
+
+
+def ratios(values: dict[str, float], fmt: str = "{:.2f}") -> list[str]:
+    pairs = [*RATIOS, ("/v1", "/llm")]
+    return [fmt.format(values[a] / values[b]) if values[b] > 0.05 else "n/a" for a, b in pairs]
 
 
 def markdown(report: dict) -> str:
-    head = "| streams | yardstick | /llm | /v1 | /llm ÷ yardstick | /v1 ÷ yardstick | /v1 ÷ /llm |\n" + "|---" * 7 + "|"
     w = report["workload"]
     out = [
         f"Workload: streams of {w['tokens']} tokens (TTFT, CPU) and {w['long_tokens']} tokens (tokens/s) at "
-        f"{w['token_rate']:g} tokens/s from the stand-in; N streams start at once; paths interleaved by round."
+        f"{w['token_rate']:g} tokens/s from the stand-in; N streams start at once; paths interleaved by round. "
+        "yardstick: a minimal relay over httpcore; yardstick/http1: the same over the runner's HTTP/1.1 client."
     ]
     if report.get("machine"):
-        out.append(f"Machine: {report['machine']}; the stand-in, both relays and the load generator share it.")
+        out.append(f"Machine: {report['machine']}; the stand-in, the relays and the load generator share it.")
     if w.get("upstream_close", True):
         out.append("Every request reaches the stand-in on a new connection (it answers with Connection: close).")
     else:
         out.append("UPSTREAM CONNECTIONS KEPT ALIVE (--keep-upstream): the stand-in's slow-burst artefact is in.")
     for mode, what in (("fresh", "a new connection per request"), ("reused", "keep-alive connections reused")):
         title = f"**Added time to first token, {what}**: the path's TTFT p50 [p10, p90] less direct's p50, ms"
-        out += ["", title, "", head]
+        out += ["", title, "", *header("streams", PATHS)]
         for lv in report[mode]:
-            added = {name: lv[name]["added_ttft_ms"] for name in PATHS}
             cells = []
             for name in PATHS:
-                a = added[name]
+                a = lv[name]["added_ttft_ms"]
                 err = f" ({lv[name]['errors']} errors)" if lv[name]["errors"] else ""
                 cells.append(f"{a['p50']:+.1f} [{a['p10']:+.1f}, {a['p90']:+.1f}]{err}")
-            yard, llm, v1 = (added[name]["p50"] for name in PATHS)
-            out.append(
-                f"| {lv['n']} | "
-                + " | ".join(cells)
-                + f" | {ratio(llm, yard)} | {ratio(v1, yard)} | {ratio(v1, llm)} |"
-            )
+            added = {name: lv[name]["added_ttft_ms"]["p50"] for name in PATHS}
+            out.append(f"| {lv['n']} | " + " | ".join(cells + ratios(added)) + " |")
         direct = ", ".join(
             f"N={lv['n']} {lv['direct']['ttft_ms']['p50']:.1f} [{lv['direct']['ttft_ms']['p10']:.1f}, "
             f"{lv['direct']['ttft_ms']['p90']:.1f}]"
@@ -246,32 +295,24 @@ def markdown(report: dict) -> str:
         )
         out.append(f"\nDirect TTFT p50 [p10, p90] ms: {direct}")
     out += ["", "**CPU of the relay's process per request**, ms (direct: the stand-in's)", ""]
-    out.append(
-        head.replace("streams", "streams (mode)")
-        .replace("| yardstick |", "| direct | yardstick |", 1)
-        .replace("|---" * 7, "|---" * 8)
-    )
+    out += header("streams (mode)", ("direct", *PATHS))
     for mode in ("fresh", "reused"):
         for lv in report[mode]:
-            d, yard, llm, v1 = (lv[name]["cpu_ms_per_request"] for name in ("direct", *PATHS))
-            cells = " | ".join(f"{x:.2f}" for x in (d, yard, llm, v1))
-            out.append(f"| {lv['n']} ({mode}) | {cells} | {ratio(llm, yard)} | {ratio(v1, yard)} | {ratio(v1, llm)} |")
+            cpu = {name: lv[name]["cpu_ms_per_request"] for name in ("direct", *PATHS)}
+            cells = [f"{cpu[name]:.2f}" for name in ("direct", *PATHS)]
+            out.append(f"| {lv['n']} ({mode}) | " + " | ".join(cells + ratios(cpu)) + " |")
     out += [
         "",
         f"**Tokens/s per stream** (second half of each {w['long_tokens']}-token stream, mean; % of direct)",
         "",
-        head.replace("streams", "streams (mode)"),
+        *header("streams (mode)", PATHS),
     ]
     for mode in ("fresh", "reused"):
         for lv in report[mode]:
             d = lv["direct"]["tokens_per_s"]
-            yard, llm, v1 = (lv[name]["tokens_per_s"] for name in PATHS)
-            cells = [f"{x:.1f} ({x / d * 100:.1f} %)" for x in (yard, llm, v1)]
-            out.append(
-                f"| {lv['n']} ({mode}) | "
-                + " | ".join(cells)
-                + f" | {llm / yard:.3f} | {v1 / yard:.3f} | {v1 / llm:.3f} |"
-            )
+            rates = {name: lv[name]["tokens_per_s"] for name in PATHS}
+            cells = [f"{x:.1f} ({x / d * 100:.1f} %)" for x in rates.values()]
+            out.append(f"| {lv['n']} ({mode}) | " + " | ".join(cells + ratios(rates, "{:.3f}")) + " |")
     return "\n".join(out)
 
 
@@ -303,13 +344,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:11434")
     parser.add_argument("--standin", action="store_true", help="serve tests.standin, one connection per POST")
+    parser.add_argument("--client", choices=("httpcore", "http1"), default="httpcore", help="the relay's transport")
     args = parser.parse_args()
     if args.standin:
         from tests.standin import StandIn
 
         app: Any = closing(StandIn())
     else:
-        app = Relay(args.upstream)
+        app = (LeanRelay if args.client == "http1" else Relay)(args.upstream)
     # Idle client connections are kept as long as the runner keeps them (LLM_RUNNER_KEEP_ALIVE_S).
     uvicorn.run(
         app,
