@@ -325,7 +325,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--long-tokens", type=int, default=120, help="tokens per stream (tokens/s round)")
     parser.add_argument("--rate", type=float, default=60.0, help="stand-in tokens/s per stream")
     parser.add_argument("--keep-upstream", action="store_true", help="plain stand-in: shows its keep-alive artefact")
-    parser.add_argument("--samples", type=int, default=12, help="at least this many streams per path and level")
+    parser.add_argument("--samples", type=int, default=36, help="at least this many streams per path and level")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
     report = uvloop.run(compare(levels, args.tokens, args.long_tokens, args.rate, args.samples, not args.keep_upstream))
