@@ -164,6 +164,10 @@ async def test_oversized_body_and_prompt_are_400(standin_server, client):
                 yield b"x" * 1024
 
         assert_error(await client.post(small.url + "/llm", content=chunked()), 400, "too large")
+        # The OpenAI path refuses it too, in OpenAI's shape.
+        chat = {"model": LLAMA, "messages": [{"role": "user", "content": "x" * 5000}]}
+        refused = await client.post(small.url + "/v1/chat/completions", json=chat)
+        assert refused.status_code == 400 and "too large" in refused.json()["error"]["message"]
         long_prompt = go_body(messages=[{"role": "user", "content": "y" * 500}])
         assert_error(await client.post(small.url + "/llm", json=long_prompt), 400, "prompt too large", "100")
         ok = await client.post(small.url + "/llm", json=go_body(messages=[{"role": "user", "content": "hi"}]))

@@ -39,12 +39,21 @@ class LivepeerChunks:
         self._head = f'data: {{"id":"{self.id}","model":{json.dumps(model_id)},"created":'.encode()
 
     def event(self, content: str, finish_reason: str, prompt: int, completion: int) -> bytes:
-        usage = (
-            f'{int(time.time())},"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
-            f'"total_tokens":{prompt + completion}}},"choices":[{{"index":0,"finish_reason":"{finish_reason}",'
-            '"delta":{"role":"assistant","content":'
-        ).encode()
-        return b"".join((self._head, usage, fastjson.dumps(content), b'},"message":null}]}\n\n'))
+        return CHUNK % (
+            self._head,
+            int(time.time()),
+            prompt,
+            completion,
+            prompt + completion,
+            finish_reason.encode(),
+            fastjson.dumps(content),
+        )
+
+
+CHUNK = (
+    b'%b%d,"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d},'
+    b'"choices":[{"index":0,"finish_reason":"%b","delta":{"role":"assistant","content":%b},"message":null}]}\n\n'
+)
 
 
 async def livepeer_stream(generation: Generation) -> AsyncIterator[bytes]:
