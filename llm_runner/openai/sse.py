@@ -90,7 +90,14 @@ class OpenAIStream:
         return b"data: " + fastjson.dumps(payload) + b"\n\n"
 
     async def body(self) -> AsyncIterator[bytes]:
-        yield self.chunk({"role": "assistant", "content": ""})
+        """The stream's events. OpenAI's first chunk (the role) leaves in one write with the
+        first content: one send less before the first token, the same events for the client."""
+        role = self.chunk({"role": "assistant", "content": ""})
+        async for part in self._parts():
+            yield role + part if role else part
+            role = b""
+
+    async def _parts(self) -> AsyncIterator[bytes]:
         calls = 0
         forced_text: list[str] = []
         async for event in self.generation.events():
