@@ -181,7 +181,9 @@ async def compare(
         print(f"machine: {report['machine']}", flush=True)
         for mode in ("fresh", "reused"):
             for n in levels:
-                rounds = max(3, math.ceil(samples / n))
+                # Every path takes every place in the rotation equally often (a path right after
+                # a slow one can find the stand-in still closing that one's connections).
+                rounds = len(order) * math.ceil(max(3, math.ceil(samples / n)) / len(order))
                 kept = {name: [Connections() for _ in range(n)] for name in PATHS} if mode == "reused" else {}
                 got: dict[str, list] = {name: [] for name in targets}
                 long: dict[str, list] = {name: [] for name in targets}
