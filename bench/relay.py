@@ -165,16 +165,20 @@ async def compare(
     }
     workload = {"tokens": tokens, "long_tokens": long_tokens, "token_rate": rate, "upstream_close": close}
     report: dict = {"workload": workload, "fresh": [], "reused": []}
-    with ollama, yard, lean, Runner(env) as runner:
+    # One runner per face, as one relay per yardstick: a process that served the burst just before
+    # runs warm, one that idled through the other paths' bursts runs cold; this way every path
+    # has its own process and the rotation treats them all alike.
+    with ollama, yard, lean, Runner(env) as runner, Runner(env) as runner_v1:
         runner.wait_status("OK")
+        runner_v1.wait_status("OK")
         ollama.script(tokens=max(tokens, long_tokens), token_rate=rate)  # each request's limit decides
         makers = (direct_target, yardstick_target, yardstick_target, runner_target, openai_target)
-        urls = (ollama.url, yard.url, lean.url, runner.url, runner.url)
+        urls = (ollama.url, yard.url, lean.url, runner.url, runner_v1.url)
         targets = {name: make(url, tokens) for name, make, url in zip(("direct", *PATHS), makers, urls, strict=True)}
         longs = {name: make(url, long_tokens) for name, make, url in zip(targets, makers, urls, strict=True)}
         order = list(targets)
         # CPU time of the process serving each path (the stand-in's for direct), per request.
-        servers = (ollama, yard, lean, runner, runner)
+        servers = (ollama, yard, lean, runner, runner_v1)
         pids = {name: server.process.pid for name, server in zip(targets, servers, strict=True)}
         started = time.perf_counter()
         report["machine"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) at the start"
