@@ -24,6 +24,8 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,15 +74,7 @@ class Relay:
             return
         body = await read_body(receive)
         async with self.pool.stream("POST", self.url, headers=self.headers, content=body) as upstream:
-            await send({"type": "http.response.start", "status": upstream.status, "headers": SSE})
-            pending = b""
-            async for piece in upstream.aiter_stream():
-                *lines, pending = (pending + piece).split(b"\n")
-                for line in lines:
-                    if line:
-                        event = b"data: " + line + b"\n\n"
-                        await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+            await reframe(send, upstream.status, partial(anext, upstream.aiter_stream(), b""))
 
 
 class LeanRelay:
@@ -96,15 +90,20 @@ class LeanRelay:
             return
         body = await read_body(receive)
         async with self.pool.request("POST", "/api/chat", body, connect_timeout_s=5, first_byte_timeout_s=300) as up:
-            await send({"type": "http.response.start", "status": up.status, "headers": SSE})
-            pending = b""
-            while piece := await up.next_chunk(120):
-                *lines, pending = (pending + piece).split(b"\n")
-                for line in lines:
-                    if line:
-                        event = b"data: " + line + b"\n\n"
-                        await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+            await reframe(send, up.status, partial(up.next_chunk, 120))
+
+
+async def reframe(send: Any, status: int, next_piece: Callable[[], Awaitable[bytes]]) -> None:
+    """The relay's answer: each NDJSON line of the upstream's body as one SSE event, as it comes
+    (`next_piece` gives b"" at the end of the body)."""
+    await send({"type": "http.response.start", "status": status, "headers": SSE})
+    pending = b""
+    while piece := await next_piece():
+        *lines, pending = (pending + piece).split(b"\n")
+        for line in lines:
+            if line:
+                await send({"type": "http.response.body", "body": b"data: " + line + b"\n\n", "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def closing(app: Any) -> Any:

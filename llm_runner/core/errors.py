@@ -65,7 +65,7 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
     """One readable line per problem, e.g. `messages.0.role: Input should be 'system', ...`."""
     parts = []
     for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        loc = ".".join(str(p) for p in err.get("loc", ()))
         if err.get("type") == "json_invalid":
             parts.append("request body is not valid JSON")
             continue
@@ -77,7 +77,7 @@ def validation_param(errors: Sequence[Any]) -> str | None:
     """The field a validation error is about, as OpenAI names it in `error.param` (`temperature`,
     `messages.0.role`): the path all errors share (one union field fails once per alternative),
     else the first error's."""
-    locs = [[str(p) for p in err.get("loc", ()) if p != "body"] for err in errors]
+    locs = [[str(p) for p in err.get("loc", ())] for err in errors]
     if not locs:
         return None
     common = locs[0]
