@@ -76,6 +76,9 @@ class _Connection(asyncio.Protocol):
             raise
         return response
 
+    def recycle(self) -> None:
+        self.pool._checkin(self)
+
     def close(self) -> None:
         """Close now, unsent bytes dropped: abort, not close, since closing must stop the server."""
         self.closed = True

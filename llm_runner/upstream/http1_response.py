@@ -5,12 +5,9 @@ instead of one per read, and TCP back-pressure for a slow reader."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
-
-if TYPE_CHECKING:
-    from llm_runner.upstream.http1 import _Connection
 
 HIGH_WATER = 256 * 1024  # unread body bytes past which the socket is not read (TCP back-pressure)
 
@@ -44,13 +41,28 @@ class ProtocolError(HTTP1Error):
     """The server's bytes are not a valid HTTP/1.1 response."""
 
 
+class Carrier(Protocol):
+    """What a response needs of the connection it arrives on (http1.py's)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    response: Response | None
+    paused: bool
+    closed: bool
+
+    def close(self) -> None: ...
+
+    def recycle(self) -> None:
+        """Back to the pool, for the next request."""
+
+
 class Response:
     """One response: `status` and headers when `request()` enters, the body as it arrives.
 
     It is the parser's callback object too. Body pieces queue until read; more than HIGH_WATER of
     them pause the socket, so a slow reader slows the server down through TCP."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: Carrier) -> None:
         self._connection, self._loop = connection, connection.loop
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.status = 0
@@ -152,7 +164,7 @@ class Response:
         connection = self._connection
         connection.response = None
         if self.complete and self.keep_alive and self._error is None and not connection.closed:
-            connection.pool._checkin(connection)
+            connection.recycle()
         else:
             connection.close()
 
