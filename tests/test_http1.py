@@ -465,6 +465,24 @@ async def test_an_ollama_that_is_not_there_is_unreachable_for_chat_and_version()
         await up.aclose()
 
 
+async def test_an_ollama_that_closes_a_chat_unanswered_is_unreachable_not_a_truncated_stream():
+    """What a dying Ollama does: the kernel accepted the connection, the process never answered it."""
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+
+    async with serving(handler) as (origin, _):
+        up = OllamaUpstream(origin.url, Settings(connect_timeout_s=1.0))
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await anext(up.chat("llama3.1:8b", HI))
+            assert caught.value.kind == "unreachable", caught.value.msg
+            assert f"Ollama at {origin.url} closed llama3.1:8b's connection unanswered" in caught.value.msg
+            assert origin.accepted == 1 and len(origin.requests) == 1
+        finally:
+            await up.aclose()
+
+
 async def test_closing_a_chat_early_stops_ollama_at_once(ollama):
     ollama.script(tokens=1000, token_rate=50)
     up = upstream(ollama)

@@ -271,7 +271,12 @@ class OllamaUpstream:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
         except ReadTimeout as exc:
             raise UpstreamError("timeout", f"Ollama sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
-        except (ConnectionLost, ProtocolError) as exc:
+        except ConnectionLost as exc:
+            if not exc.responded:  # accepted, then closed unanswered (the pool retried a reused one): gone
+                gone = f"Ollama at {self.base_url} closed {tag}'s connection unanswered ({exc})"
+                raise UpstreamError("unreachable", gone) from exc
+            raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
+        except ProtocolError as exc:
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
