@@ -16,9 +16,10 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from llm_runner.core.request import model_slug
-from llm_runner.upstream.identity import Identity, check_identity, quant_from_tag
+from llm_runner.upstream.identity import Identity, differences, quant_from_tag
 
 __all__ = ["BUILTIN", "Catalog", "CatalogEntry", "CatalogError", "Identity", "check_identity", "model_slug"]
 
@@ -41,6 +42,46 @@ class CatalogEntry:
     @property
     def source(self) -> str:
         return "override" if self.overridden else "passthrough" if self.passthrough else "built-in"
+
+
+def check_identity(
+    entry: CatalogEntry,
+    details: dict[str, Any] | None,
+    model_info: dict[str, Any] | None,
+    *,
+    capabilities: list[str] | tuple[str, ...] | None = None,
+) -> str | None:
+    """None when what Ollama reports for `entry.tag` matches `entry.identity`, else one message.
+
+    `details` and `model_info` are `/api/show`'s objects of those names; `capabilities` its list
+    (optional: only rows with `thinking` set use it). A field Ollama does not report is not held
+    against the tag. The message names what was found, what was expected, and the fix.
+    `entry.enforced` says whether a mismatch is an error (built-in and passthrough rows) or a
+    warning (the operator's own mapping).
+    """
+    diffs = differences(entry.identity, details, model_info, capabilities)
+    if not diffs:
+        return None
+    found = "; ".join(diffs)
+    mapping = f'LLM_RUNNER_MODEL_MAP=\'{{"{entry.hf_id}": "<tag>"}}\''
+    if entry.overridden:
+        return (
+            f"{entry.hf_id}: the operator mapping to {entry.tag} serves something else than the id names: {found}. "
+            "Served anyway, as an operator mapping; if that is not intended, correct LLM_RUNNER_MODEL_MAP or "
+            "LLM_RUNNER_MODEL_MAP_FILE."
+        )
+    if entry.passthrough:
+        return (
+            f"{entry.hf_id}: Ollama's {entry.tag} is not what the id names: {found}. "
+            "Name the quantisation you want in the tag (…-GGUF:Q4_K_M), or map the id with "
+            f"{mapping} to serve it anyway (with a warning)."
+        )
+    return (
+        f"{entry.hf_id}: Ollama's {entry.tag} is not the model this id names: {found}. "
+        f"`ollama pull {entry.tag}` fetches the current build if the local copy is an older push of the tag; "
+        f"if it still differs, Ollama has re-pointed the tag: map the id to an explicit tag with {mapping} "
+        "(an operator mapping is served with a warning)."
+    )
 
 
 def _row(
