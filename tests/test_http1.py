@@ -465,22 +465,40 @@ async def test_an_ollama_that_is_not_there_is_unreachable_for_chat_and_version()
         await up.aclose()
 
 
-async def test_an_ollama_that_closes_a_chat_unanswered_is_unreachable_not_a_truncated_stream():
-    """What a dying Ollama does: the kernel accepted the connection, the process never answered it."""
+@pytest.mark.parametrize("dies", [True, False], ids=["ollama-died", "ollama-lives"])
+async def test_a_chat_closed_unanswered_is_unreachable_only_if_ollama_is_gone(dies):
+    """A dying Ollama: the kernel accepted the connection, the process never answered it. A live one
+    whose handler crashed does the same; the version probe tells them apart."""
+    chats: list[bytes] = []
 
-    async def handler(conn: Conn) -> None:
-        await conn.request()
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Conn(Origin(keep_alive_server), 1, reader, writer)
+        while (request := await conn.request()) is not None:
+            if request.startswith(b"POST /api/chat"):
+                chats.append(request)
+                if dies:
+                    server.close()  # the listening socket first: the probe is refused
+                break
+            await conn.send(sized(b'{"version": "0.12.6"}'))
+        writer.close()
 
-    async with serving(handler) as (origin, _):
-        up = OllamaUpstream(origin.url, Settings(connect_timeout_s=1.0))
-        try:
-            with pytest.raises(UpstreamError) as caught:
-                await anext(up.chat("llama3.1:8b", HI))
-            assert caught.value.kind == "unreachable", caught.value.msg
-            assert f"Ollama at {origin.url} closed llama3.1:8b's connection unanswered" in caught.value.msg
-            assert origin.accepted == 1 and len(origin.requests) == 1
-        finally:
-            await up.aclose()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    up = OllamaUpstream(url, Settings(connect_timeout_s=1.0))
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await anext(up.chat("llama3.1:8b", HI))
+        assert len(chats) == 1
+        message = caught.value.msg
+        if dies:
+            assert caught.value.kind == "unreachable", message
+            assert f"Ollama at {url} is unreachable" in message and "closed llama3.1:8b's connection" in message
+        else:
+            assert caught.value.kind == "truncated", message
+            assert f"Ollama 0.12.6 at {url} closed llama3.1:8b's connection without answering" in message
+    finally:
+        await up.aclose()
+        server.close()
 
 
 async def test_closing_a_chat_early_stops_ollama_at_once(ollama):

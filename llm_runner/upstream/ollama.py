@@ -272,14 +272,26 @@ class OllamaUpstream:
         except ReadTimeout as exc:
             raise UpstreamError("timeout", f"Ollama sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
         except ConnectionLost as exc:
-            if not exc.responded:  # accepted, then closed unanswered (the pool retried a reused one): gone
-                gone = f"Ollama at {self.base_url} closed {tag}'s connection unanswered ({exc})"
-                raise UpstreamError("unreachable", gone) from exc
+            if not exc.responded:
+                raise await self._unanswered(tag, exc) from exc
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except ProtocolError as exc:
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
+
+    async def _unanswered(self, tag: str, exc: ConnectionLost) -> UpstreamError:
+        """The chat's connection was closed before a byte of answer (the pool already retried a
+        reused one). A dying Ollama does that: the kernel accepts, the process never answers. So
+        does a live one whose handler crashed. Ask, rather than guess: only a dead Ollama is
+        reported unreachable (and so marked down, which /health shows)."""
+        try:
+            version = await self.version()
+        except UpstreamError as down:
+            return UpstreamError("unreachable", f"{down.msg}; it had closed {tag}'s connection unanswered")
+        return UpstreamError(
+            "truncated", f"Ollama {version} at {self.base_url} closed {tag}'s connection without answering ({exc})"
+        )
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
