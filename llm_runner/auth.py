@@ -18,11 +18,12 @@ def bearer_matches(header: str, expected: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
 
 
-def token_ok(request: Request, expected: str | None) -> bool:
-    return bearer_matches(request.headers.get("authorization", ""), expected)
+def check_bearer(header: str, expected: str | None) -> None:
+    """Raise Unauthorized unless `header` carries the expected token (or none is expected)."""
+    if not bearer_matches(header, expected):
+        raise Unauthorized("Invalid bearer token")
 
 
 async def require_token(request: Request) -> None:
     """FastAPI dependency: the runner's AUTH_TOKEN, when set."""
-    if not token_ok(request, request.app.state.runtime.settings.auth_token):
-        raise Unauthorized("Invalid bearer token")
+    check_bearer(request.headers.get("authorization", ""), request.app.state.runtime.settings.auth_token)

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from llm_runner.auth import bearer_matches
+from llm_runner.auth import check_bearer
 from llm_runner.core.errors import BadRequest, ClientGone, RunnerError, describe_validation_errors, validation_param
 from llm_runner.core.metrics import RunnerMetrics
 
@@ -43,8 +43,10 @@ class Incoming:
                 return value.decode("latin-1")
         return ""
 
-    def authorized(self, token: str | None) -> bool:
-        return not token or bearer_matches(self.header(b"authorization"), token)
+    def check_token(self, token: str | None) -> None:
+        """Raise Unauthorized unless the request carries `token` (when one is set)."""
+        if token:
+            check_bearer(self.header(b"authorization"), token)
 
     def parse(self, model: type[Body]) -> Body:
         """The body validated as `model` (JSON whatever the content-type, as Ollama reads it:

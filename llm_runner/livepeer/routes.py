@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from llm_runner.auth import require_token
-from llm_runner.core.errors import BadRequest, RunnerError, Unauthorized
+from llm_runner.core.errors import BadRequest, RunnerError
 from llm_runner.core.events import DRAINED, ERROR
 from llm_runner.core.request import GenerationRequest, Message, ServedModel
 from llm_runner.front import Handler, Incoming, Reply, declaration
@@ -83,8 +83,7 @@ def llm_handler(runtime: Runtime, model: ServedModel, *, root: bool) -> Handler:
     token = runtime.settings.auth_token
 
     async def llm(incoming: Incoming) -> Reply:
-        if not incoming.authorized(token):
-            raise Unauthorized("Invalid bearer token")
+        incoming.check_token(token)
         body = incoming.parse(LLMRequest)
         served = pick_model(runtime, model, body.model, root=root)
         return await run_llm(incoming, runtime, to_generation(body, served, incoming.header(b"livepeer-session-id")))

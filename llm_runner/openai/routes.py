@@ -11,11 +11,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from llm_runner.auth import token_ok
-from llm_runner.core.errors import BadRequest, NotReady, RunnerError, Unauthorized
+from llm_runner.auth import check_bearer
+from llm_runner.core.errors import BadRequest, NotReady, RunnerError
 from llm_runner.core.request import ServedModel
 from llm_runner.front import Handler, Incoming, Reply, declaration
-from llm_runner.openai.errors import as_openai, openai_error
+from llm_runner.openai.errors import openai_error
 from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
 from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
@@ -47,14 +47,12 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
 
     @router.get("/v1/models")
     async def models(request: Request) -> Response:
-        if not token_ok(request, token):
-            return as_openai(Unauthorized("Invalid bearer token"))
+        check_bearer(request.headers.get("authorization", ""), token)
         return JSONResponse({"object": "list", "data": [model_card(m) for m in served]})
 
     @router.get("/v1/models/{model_id:path}")
     async def model(request: Request, model_id: str) -> Response:
-        if not token_ok(request, token):
-            return as_openai(Unauthorized("Invalid bearer token"))
+        check_bearer(request.headers.get("authorization", ""), token)
         for m in served:
             if m.model_id == model_id:
                 return JSONResponse(model_card(m))
@@ -72,8 +70,7 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
     max_queue = runtime.settings.openai_max_queue
 
     async def chat_completions(incoming: Incoming) -> Reply:
-        if not incoming.authorized(token):
-            raise Unauthorized("Invalid bearer token")
+        incoming.check_token(token)
         chat = incoming.parse(ChatCompletionRequest)
         target = next((m for m in served if m.model_id == chat.model), None)
         if target is None:

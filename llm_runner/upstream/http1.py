@@ -67,10 +67,7 @@ class _Connection(asyncio.Protocol):
         response = self.response = Response(self)
         try:
             self.transport.write(request)
-            while not response.headers_done:
-                if response._error is not None:
-                    raise response._error
-                await response._wait(timeout_s)
+            await response.until_headers(timeout_s)
         except BaseException:  # cancellation included: the connection is closed, never pooled
             response.release()
             raise

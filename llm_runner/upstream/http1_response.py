@@ -81,6 +81,13 @@ class Response:
         """The headers, names lower-cased (built on demand: the token path never needs them)."""
         return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.raw_headers}
 
+    async def until_headers(self, timeout_s: float) -> None:
+        """Wait for the status line and headers, at most `timeout_s` without a byte."""
+        while not self.headers_done:
+            if self._error is not None:
+                raise self._error
+            await self._wait(timeout_s)
+
     async def next_chunk(self, timeout_s: float) -> bytes:
         """The body bytes that arrived since the last call, waiting up to `timeout_s` for some; b""
         at the end of the body. Raises HTTP1Error (bytes that came before a failure come first)."""

@@ -271,11 +271,9 @@ class OllamaUpstream:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
         except ReadTimeout as exc:
             raise UpstreamError("timeout", f"Ollama sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
-        except ConnectionLost as exc:
-            if not exc.responded:
+        except (ConnectionLost, ProtocolError) as exc:
+            if isinstance(exc, ConnectionLost) and not exc.responded:
                 raise await self._unanswered(tag, exc) from exc
-            raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
-        except ProtocolError as exc:
             raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
