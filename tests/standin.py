@@ -33,6 +33,8 @@ from typing import Any
 
 import uvicorn
 
+from tests.standin_gpu import GPU, keep_alive_seconds
+
 NDJSON = [(b"content-type", b"application/x-ndjson")]
 JSON = [(b"content-type", b"application/json")]
 
@@ -66,6 +68,15 @@ class Script:
     pull_fail: str | None = None  # in-stream pull error message
     pull_delay: float = 0.0  # seconds per pull progress step
     version: str = "0.12.6"
+    # A GPU with a VRAM budget, scheduled as Ollama's sched.go (tests/standin_gpu.py); 0: off, every
+    # model counts as loaded. Sizes per tag in MB (default 5600), loads take load_seconds, a partly
+    # offloaded model is offload_slowdown times slower, `wedged` hangs generations and loads.
+    vram_mb: int = 0
+    model_vram_mb: dict[str, int] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    offload_slowdown: float = 5.0
+    max_loaded: int = 0  # OLLAMA_MAX_LOADED_MODELS (0: 3 per GPU)
+    wedged: bool = False
     # tag → [family, parameter_size, parameter_count, context_length, quantization_level]: what
     # /api/show and /api/tags report (a tag that drifted to other weights); see IDENTITIES
     identities: dict[str, list[Any]] = field(default_factory=dict)
@@ -88,6 +99,7 @@ class StandIn:
     def __init__(self) -> None:
         self.script = Script()
         self.stats = Stats()
+        self.gpu = GPU(self)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -156,10 +168,13 @@ class StandIn:
         await reply(send, 200, {"models": [self._model_entry(t) for t in self.script.models]})
 
     async def ps(self, _: dict, __: Any, send: Any) -> None:
-        models = [
-            {**self._model_entry(t), "expires_at": "2318-01-01T00:00:00Z", "size_vram": 5_000_000_000}
-            for t in self.script.models
-        ]
+        if self.gpu.on:
+            models = [{**self._model_entry(r["name"]), **r} for r in self.gpu.ps()]
+        else:
+            models = [
+                {**self._model_entry(t), "expires_at": "2318-01-01T00:00:00Z", "size_vram": 5_000_000_000}
+                for t in self.script.models
+            ]
         await reply(send, 200, {"models": models})
 
     async def show(self, payload: dict, _: Any, send: Any) -> None:
@@ -225,6 +240,13 @@ class StandIn:
         if not payload.get("messages"):
             stats.warmups += 1
             await asyncio.sleep(script.warm_delay)
+            keep_alive = keep_alive_seconds(payload.get("keep_alive"))
+            if self.gpu.on and keep_alive == 0:
+                self.gpu.unload_now(tag)
+                await reply(send, 200, _load_reply(tag, "unload"))
+                return
+            if self.gpu.on or script.wedged:
+                self.gpu.release(await self.gpu.acquire(tag, keep_alive))
             await reply(send, 200, _load_reply(tag))
             return
         stats.chat_bodies = [*stats.chat_bodies[-49:], payload]
@@ -247,7 +269,13 @@ class StandIn:
         # uvicorn drops writes to a closed connection silently, so watch for the disconnect the
         # way Ollama's request context does, and stop at the next token.
         gone = asyncio.create_task(_disconnected_within(receive, None))
+        runner = None
         try:
+            if self.gpu.on or script.wedged:  # Ollama sends no header before the model is loaded
+                runner = await _unless_gone(self.gpu.acquire(tag, keep_alive_seconds(payload.get("keep_alive"))), gone)
+                if runner is None:
+                    return
+            token_rate = self.gpu.token_rate(tag, script.token_rate)
             if script.first_token_delay:
                 await asyncio.wait([gone], timeout=script.first_token_delay)
             if gone.done():
@@ -270,8 +298,8 @@ class StandIn:
             for i, piece in enumerate(pieces):
                 if gone.done():
                     return
-                if script.token_rate:
-                    delay = began + (i + 1) / script.token_rate - time.monotonic()
+                if token_rate:
+                    delay = began + (i + 1) / token_rate - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 if i == script.error_after:
@@ -308,6 +336,8 @@ class StandIn:
             pass  # the client went away mid-stream
         finally:
             gone.cancel()
+            if runner is not None:
+                self.gpu.release(runner)
             stats.open_generations -= 1
             if finished:
                 stats.completed += 1
@@ -364,23 +394,25 @@ class StandIn:
         await reply(send, 200, asdict(self.script))
 
     async def reset(self, _: dict, __: Any, send: Any) -> None:
-        self.script, self.stats = Script(), Stats()
+        self.gpu.close()
+        self.script, self.stats, self.gpu = Script(), Stats(), GPU(self)
         await reply(send, 200, {})
 
     async def get_stats(self, _: dict, __: Any, send: Any) -> None:
-        await reply(send, 200, asdict(self.stats))
+        gpu = asdict(self.gpu.stats) | {"loaded": self.gpu.ps()}
+        await reply(send, 200, asdict(self.stats) | {"gpu": gpu})
 
 
 class ScriptedAbort(Exception):
     """Raised mid-stream so the server drops the connection (no done line, no clean end)."""
 
 
-def _load_reply(tag: str) -> dict[str, Any]:
+def _load_reply(tag: str, reason: str = "load") -> dict[str, Any]:
     return {
         "model": tag,
         "created_at": "2025-01-01T00:00:00Z",
         "message": {"role": "assistant", "content": ""},
-        "done_reason": "load",
+        "done_reason": reason,
         "done": True,
     }
 
@@ -495,6 +527,17 @@ def _final(tag: str, reason: str, prompt_tokens: int, eval_count: int) -> dict[s
         "eval_count": eval_count,
         "eval_duration": 4_535_599_000,
     }
+
+
+async def _unless_gone(wait: Any, gone: asyncio.Task[bool]) -> Any:
+    """The result of `wait`, or None once the client has gone (a reference granted meanwhile is given back
+    by the caller's caller: Ollama's scheduler skips a request whose context ended)."""
+    task = asyncio.ensure_future(wait)
+    await asyncio.wait([task, gone], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
 
 
 async def _disconnected_within(receive: Any, seconds: float | None) -> bool:
