@@ -25,8 +25,10 @@ from llm_runner.core.events import ERROR, LENGTH, STOP, End, Event
 from llm_runner.core.loop import Generation, GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import GenerationRequest, Message
-from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
+from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.lifecycle import Lifecycle
+from llm_runner.upstream.residency import ResidencyPolicy
 from llm_runner.upstream.router import UpstreamRouter
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
@@ -55,6 +57,12 @@ class Scripted:
         self.show_faults: list[Exception] = []  # raised by the next show() calls
         self.chats = self.open = 0
         self.tags_asked: list[str] = []
+        self.loaded: dict[str, int] = {}  # what ps() reports: tag → MB loaded (warm loads, unload frees)
+        self.sizes: dict[str, tuple[int, int]] = {}  # tag → (MB in all, MB on the GPU); default all on the GPU
+        self.unloads: list[str] = []
+        self.warm_gate: asyncio.Event | None = None  # a load holds until it is set
+        self.exclusive = False  # a load unloads every other model (Ollama short of VRAM, behind our back)
+        self.cold_chats = 0  # generations asked of a model that was not loaded (Ollama would load it first)
 
     def serves(self, model_id: str) -> bool:
         return self.model_ids is None or model_id in self.model_ids
@@ -83,11 +91,27 @@ class Scripted:
 
     async def warm(self, tag: str, think_off: bool) -> None:
         self._reachable()
+        if self.warm_gate is not None:
+            await self.warm_gate.wait()
+        if self.exclusive:
+            self.loaded.clear()
+        self.loaded[tag] = self.sizes.get(tag, (5000, 5000))[0]
+
+    async def unload(self, tag: str) -> None:
+        self._reachable()
+        self.unloads.append(tag)
+        self.loaded.pop(tag, None)
+
+    async def ps(self) -> list[Resident]:
+        self._reachable()
+        sizes = {t: self.sizes.get(t, (mb, mb)) for t, mb in self.loaded.items()}
+        return [Resident(t, size << 20, on_gpu << 20) for t, (size, on_gpu) in sizes.items()]
 
     async def chat(self, tag: str, request: GenerationRequest, *, think_off: bool) -> AsyncIterator[Event]:
         self.chats += 1
         self.tags_asked.append(tag)
         self._reachable()
+        self.cold_chats += tag not in self.loaded
         script = self.scripts.pop(0) if self.scripts else HELLO
         self.open += 1
         try:
@@ -146,15 +170,26 @@ class Rig:
         queue_timeout_s: float = 30.0,
         pull: bool = True,
         limits: Limits | None = None,
+        residency: ResidencyPolicy | None = None,
+        canary: CanaryPolicy | None = None,
     ) -> None:
         self.upstreams = {u.name: u for u in upstreams}
         tags = {m: TAGS[m] for m in models}
         self.lifecycle = Lifecycle(
-            list(upstreams), tags, pull=pull, warm=True, think_off=False, interval_s=0.01, startup_grace_s=0
+            list(upstreams),
+            tags,
+            pull=pull,
+            warm=True,
+            think_off=False,
+            interval_s=0.01,
+            startup_grace_s=0,
+            residency=residency,
+            canary=canary,
         )
         self.router = UpstreamRouter(list(upstreams), self.lifecycle)
         self.admission = Admission(self.router, max_queue, queue_timeout_s)
         self.lifecycle.listeners.append(self.admission.poke)
+        self.lifecycle.residency.demand = self.admission
         self.metrics = RunnerMetrics()
         self.loop = GenerationLoop(tags, self.lifecycle, self.admission, self.metrics, limits or Limits())
         self.client = Client()

@@ -10,6 +10,7 @@ more (every upstream down, nothing loading) is released at once with the reason.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ class Router(Protocol):
         """Whether an upstream not in `exclude` has the model ready (worth a failover)."""
         ...
 
+    def wait_estimate(self, model_id: str) -> float | None:
+        """None when the model can run now; else the seconds until it can be loaded somewhere."""
+        ...
+
+    def wanted(self, model_id: str) -> None:
+        """A request waits for the model (a swap may be due)."""
+        ...
+
     @property
     def in_flight(self) -> int: ...
 
@@ -57,6 +66,7 @@ class _Waiter:
     model_id: str
     exclude: frozenset[str]
     future: asyncio.Future[Lease]
+    since: float = field(default_factory=time.monotonic)
 
 
 class Admission:
@@ -72,6 +82,10 @@ class Admission:
     @property
     def in_flight(self) -> int:
         return self.router.in_flight
+
+    def waiting_since(self, model_id: str) -> float | None:
+        """When the oldest request waiting for this model arrived (what a swap decision weighs)."""
+        return next((w.since for w in self._waiters if w.model_id == model_id and not w.future.done()), None)
 
     def try_acquire(self, model_id: str, exclude: frozenset[str] = frozenset()) -> Lease | None:
         """A slot at once if one is free and nobody waits for this model before us."""
@@ -89,6 +103,15 @@ class Admission:
         if lease is not None:
             return lease
         limit = self.max_queue if max_queue is None else max_queue
+        loading = self.router.wait_estimate(model_id)
+        if loading is not None:  # not in memory now: a swap will load it, worth waiting for
+            if loading > self.timeout_s:
+                raise Busy(
+                    f"busy: {model_id} is not loaded and no swap can load it within {self.timeout_s:g}s "
+                    f"(about {loading:.0f}s: the swaps allowed per minute are used); retry later",
+                    retry_after_s=loading,
+                )
+            limit = max(limit, self.max_queue)
         if len(self._waiters) >= limit:
             raise Busy(
                 f"busy: {self.in_flight} generations running on {self.router.capacity} ready slots and "
@@ -99,6 +122,7 @@ class Admission:
             raise NotReady(reason)
         waiter = _Waiter(model_id, exclude, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
+        self.router.wanted(model_id)
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await waiter.future

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,11 +12,14 @@ class RunnerError(Exception):
     """Base of every error we raise on purpose; `status` is the Livepeer status (400, 401 or 500)."""
 
     status = 500
+    retry_after_s = 0  # what Busy and NotReady put in Retry-After
 
-    def __init__(self, msg: str, *, param: str | None = None) -> None:
+    def __init__(self, msg: str, *, param: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.param = param  # the request field at fault, when there is one
+        if retry_after_s is not None:
+            self.retry_after_s = max(1, math.ceil(retry_after_s))
 
 
 class BadRequest(RunnerError):

@@ -1,7 +1,7 @@
 """The upstream interface: what the core and the lifecycle need from a token source.
 
 `OllamaUpstream` (one Ollama server) implements it; the embedded engine is an Ollama-API server
-in a child process behind `EmbeddedUpstream`, and several upstreams are routed by `UpstreamPool`.
+in a child process behind `EmbeddedUpstream`, and several upstreams are routed by `UpstreamRouter`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,21 @@ class ModelInfo:
     quantization: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     model_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A model loaded in an upstream's memory (Ollama's /api/ps)."""
+
+    tag: str
+    size: int  # bytes it takes in all
+    size_vram: int  # of which on the GPU: less means partly offloaded to the CPU (several times slower)
+    expires_at: str = ""
+
+    @property
+    def offload_fraction(self) -> float:
+        """The share of the model on the CPU (0: all on the GPU)."""
+        return max(0.0, 1 - self.size_vram / self.size) if self.size > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,14 @@ class Upstream(Protocol):
     def pull(self, tag: str) -> AsyncIterator[PullProgress]: ...
 
     async def warm(self, tag: str, think_off: bool) -> None: ...
+
+    async def unload(self, tag: str) -> None:
+        """Free the model's memory once its requests are done (Ollama: keep_alive 0)."""
+        ...
+
+    async def ps(self) -> list[Resident]:
+        """What is loaded now, and how much of each is on the GPU."""
+        ...
 
     def chat(self, tag: str, request: GenerationRequest, *, think_off: bool) -> AsyncIterator[Event]:
         """Stream one generation: deltas, then exactly one End(stop|length), or UpstreamError.

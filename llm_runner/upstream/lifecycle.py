@@ -17,7 +17,10 @@ from collections.abc import Callable, Sequence
 
 from llm_runner.core.errors import NotReady, UpstreamError
 from llm_runner.upstream.base import ModelInfo, Upstream
+from llm_runner.upstream.canary import CanaryPolicy, check_idle
+from llm_runner.upstream.residency import Residency, ResidencyPolicy
 from llm_runner.upstream.states import (
+    CANARY,
     CHECKING,
     ERROR,
     FAILED,
@@ -49,6 +52,8 @@ class Lifecycle:
         interval_s: float,
         startup_grace_s: float,
         identity: IdentityCheck | None = None,
+        residency: ResidencyPolicy | None = None,
+        canary: CanaryPolicy | None = None,
     ) -> None:
         self.upstreams = list(upstreams)
         self.tags = dict(models)
@@ -68,6 +73,10 @@ class Lifecycle:
         self._pull_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.listeners: list[Callable[[], None]] = []  # told after every state change
+        self.residency = Residency(
+            self.upstreams, self.health, residency or ResidencyPolicy(), notify=self._notify, think_off=self.think_off
+        )
+        self.canary = canary or CanaryPolicy(idle_s=0)
 
     # -- what the routes, the router and the loop ask -------------------------------------------
 
@@ -131,6 +140,9 @@ class Lifecycle:
         """Send `think: false` only to models that can think (others answer 400 to it)."""
         return self.think_off_wanted and any("thinking" in s.capabilities for s in self.states(model_id))
 
+    def in_flight(self, model_id: str) -> int:
+        return sum(s.in_flight for s in self.states(model_id))
+
     def capacity(self, model_id: str | None = None) -> int:
         """Slots on upstreams where the model (any model) is ready now."""
         return sum(
@@ -157,6 +169,7 @@ class Lifecycle:
         for upstream in self.upstreams:
             upstream.watch(lambda alive, u=upstream: self._on_process(u, alive))
             self._tasks.append(asyncio.create_task(self._supervise(upstream), name=f"lifecycle {upstream.name}"))
+            self._tasks.append(asyncio.create_task(self.residency.run(upstream), name=f"residency {upstream.name}"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -200,9 +213,14 @@ class Lifecycle:
             health.version, health.down_since = version, None
             pending = False
             for state in health.models.values():
-                if state.status == LOADING:
+                if state.status == LOADING and state.phase != CANARY:
                     pending |= not await self._prepare(upstream, state)
                     self._notify()
+            try:
+                await self.residency.observe(upstream)
+            except UpstreamError as exc:
+                log.debug("%s: reading what is loaded failed: %s", upstream.name, exc.msg)
+            await check_idle(upstream, health, self.canary, self.think_off, self._notify)
             await self._sleep(upstream.name, self.interval_s * (2 if pending else 1))
 
     async def _sleep(self, name: str, seconds: float) -> None:
@@ -239,11 +257,23 @@ class Lifecycle:
             if mismatch:
                 state.set(ERROR, FAILED, mismatch)
                 return True
-            if self.warm_enabled:
+            ready = f"ready ({state.tag}{', ' + info.quantization if info.quantization else ''})"
+            if self.warm_enabled and self.residency.should_warm(upstream.name, state.model_id):
                 state.set(LOADING, WARMING, f"loading {state.tag} into memory")
                 self._notify()
+                started = time.monotonic()
                 await upstream.warm(state.tag, self.think_off(state.model_id))
-            state.set(OK, READY, f"ready ({state.tag}{', ' + info.quantization if info.quantization else ''})")
+                state.load_s = time.monotonic() - started
+                await self.residency.observe(upstream)
+                problem = self.residency.offload_problem(upstream.name, state)
+                if problem:
+                    state.set(ERROR, FAILED, problem)
+                    await upstream.unload(state.tag)
+                    state.resident = False
+                    return True
+            elif self.health[upstream.name].swapping:
+                ready += ": not loaded, loads when asked for (the served models do not fit together)"
+            state.set(OK, READY, ready)
             return True
         except UpstreamError as exc:
             if exc.kind == "no_such_model":  # the message says what to install

@@ -27,7 +27,7 @@ from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
 from llm_runner.upstream.http1 import (
     ConnectFailed,
     ConnectionLost,
@@ -43,6 +43,7 @@ from llm_runner.upstream.ollama_wire import (
     error_text,
     kind_of,
     ollama_message,
+    short_tag,
     tool_call,
 )
 
@@ -151,6 +152,31 @@ class OllamaUpstream:
             raise UpstreamError(kind_of(exc.status_code, exc.error), f"loading {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
             raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+
+    async def unload(self, tag: str) -> None:
+        try:
+            await self.client.chat(model=tag, messages=[], keep_alive=0)
+        except ollama.ResponseError as exc:
+            raise UpstreamError(kind_of(exc.status_code, exc.error), f"unloading {tag}: {exc.error}") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+
+    async def ps(self) -> list[Resident]:
+        try:
+            loaded = await self.client.ps()
+        except ollama.ResponseError as exc:
+            raise UpstreamError(kind_of(exc.status_code, exc.error), f"Ollama ps: {exc.error}") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+        return [
+            Resident(
+                short_tag(m.model or m.name or ""),
+                int(m.size or 0),
+                int(m.size_vram or 0),
+                m.expires_at.isoformat() if m.expires_at else "",
+            )
+            for m in loaded.models
+        ]
 
     # -- the token path --------------------------------------------------------------------------
 

@@ -80,3 +80,13 @@ def describe_status(tag: str, status: int, message: str) -> str:
     if kind_of(status, message) == "oom":
         return f"Ollama ran out of memory for {tag}: {message} (try a smaller model or LLM_RUNNER_NUM_CTX)"
     return f"Ollama answered {status} for {tag}: {message}"
+
+
+def short_tag(name: str) -> str:
+    """A tag as Ollama displays it in /api/ps (`DisplayShortest`): no default registry or namespace,
+    no `:latest`, so a served tag and a loaded one compare equal."""
+    for prefix in ("registry.ollama.ai/library/", "registry.ollama.ai/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return name.removesuffix(":latest")

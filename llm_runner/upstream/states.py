@@ -11,7 +11,7 @@ log = logging.getLogger("llm_runner.lifecycle")
 
 LOADING, OK, ERROR = "LOADING", "OK", "ERROR"
 # Phases that are making progress toward serving (worth waiting for), and those that are not.
-WAITING, DOWN, CHECKING, PULLING, WARMING, READY, MISSING, FAILED = (
+WAITING, DOWN, CHECKING, PULLING, WARMING, READY, MISSING, FAILED, CANARY = (
     "waiting",
     "down",
     "checking",
@@ -20,6 +20,7 @@ WAITING, DOWN, CHECKING, PULLING, WARMING, READY, MISSING, FAILED = (
     "ready",
     "missing",
     "failed",
+    "canary",  # the process answers but its GPU does not generate
 )
 PULL_STALL_S = 60.0  # a pull whose bytes have not moved for this long is not progress
 
@@ -37,6 +38,15 @@ class ModelState:
     capabilities: tuple[str, ...] = ()
     quantization: str = ""
     progress_at: float = field(default_factory=time.monotonic)
+    # residency (see residency.py): in the upstream's memory now, and how much of it on the CPU
+    resident: bool = False
+    offload: float = 0.0
+    size_mb: int = 0  # what /api/ps said it takes once loaded (0: not seen loaded yet)
+    in_flight: int = 0  # generations of this model running on this upstream
+    evicting: bool = False  # being drained to make room for another model: no new generations
+    load_s: float | None = None  # the last load's seconds, as measured
+    last_used: float = field(default_factory=time.monotonic)  # its last generation (or canary) started
+    canary_failures: int = 0
 
     def set(self, status: str, phase: str, detail: str) -> bool:
         """Change state; True when the status changed."""
@@ -66,6 +76,11 @@ class UpstreamHealth:
     last_error: str = ""
     in_flight: int = 0
     models: dict[str, ModelState] = field(default_factory=dict)
+    vram_mb: int | None = None  # the memory the served models share (None: not known)
+    vram_source: str = ""  # setting, NVML or observed
+    swapping: bool = False  # the served models do not all fit: the runner decides which are loaded
+    swaps: int = 0
+    unplanned_unloads: int = 0  # models the upstream unloaded that the runner did not ask it to
 
     def mark_down(self, error: str) -> bool:
         """True when it was up (or unknown) until now."""
@@ -75,6 +90,7 @@ class UpstreamHealth:
             log.warning("upstream %s is down: %s", self.name, error)
         self.version, self.last_error = None, error
         for state in self.models.values():
+            state.resident = False
             if state.status != ERROR:
                 state.set(LOADING, DOWN, f"upstream down: {error}")
         return was_up
