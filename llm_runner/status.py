@@ -7,20 +7,28 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from llm_runner.runtime import Runtime
-from llm_runner.upstream.lifecycle import Lifecycle
 from llm_runner.upstream.states import OK
 
 
-def model_status(lifecycle: Lifecycle, model_id: str, tag: str) -> dict:
-    """One model across its upstreams: the best state's facts, every upstream's detail."""
+def model_status(runtime: Runtime, model_id: str, tag: str, advertised: dict[str, int]) -> dict:
+    """One model across its upstreams: the best state's facts, every upstream's detail, where it is
+    loaded, what its registration advertises and how fast it has been."""
+    lifecycle = runtime.lifecycle
     states = sorted(lifecycle.states(model_id), key=lambda s: s.status != OK)
     best = states[0] if states else None
+    speed = runtime.loop.speed.of(model_id)
     return {
         "model_id": model_id,
         "tag": tag,
         "status": lifecycle.status(model_id),
         "detail": lifecycle.why_not(model_id) if len(states) > 1 else (best.detail if best else ""),
         "ready_slots": lifecycle.capacity(model_id),
+        "advertised_capacity": advertised.get(model_id, 0),
+        "resident_on": [s.upstream for s in states if s.resident],
+        "in_flight": lifecycle.in_flight(model_id),
+        "tokens_per_s": round(speed.tokens_per_s, 2) if speed.tokens_per_s is not None else None,
+        "ttft_p50_s": round(speed.ttft_p50_s, 4) if speed.ttft_p50_s is not None else None,
+        "measured_requests": speed.samples,
         "quantization": best.quantization if best else "",
         "capabilities": list(best.capabilities) if best else [],
     }
@@ -32,6 +40,7 @@ def status_router(runtime: Runtime) -> APIRouter:
     @router.get("/status")
     async def status() -> dict:
         lifecycle = runtime.lifecycle
+        advertised = runtime.advertised()
         return {
             "status": lifecycle.status(),
             "backend": runtime.backend_description,
@@ -39,7 +48,7 @@ def status_router(runtime: Runtime) -> APIRouter:
             "in_flight": runtime.admission.in_flight,
             "queued": runtime.admission.waiting,
             "capacity": lifecycle.capacity(),
-            "models": [model_status(lifecycle, model.model_id, model.tag) for model in runtime.models],
+            "models": [model_status(runtime, model.model_id, model.tag, advertised) for model in runtime.models],
             "upstreams": [
                 {
                     "url": health.name,
@@ -49,6 +58,11 @@ def status_router(runtime: Runtime) -> APIRouter:
                     "down_since": health.down_since,
                     "down_for_s": round(health.down_for_s(), 1),
                     "last_error": health.last_error if health.down_since else "",
+                    "vram_mb": health.vram_mb,
+                    "vram_source": health.vram_source,
+                    "swapping": health.swapping,
+                    "swaps": health.swaps,
+                    "unplanned_unloads": health.unplanned_unloads,
                     "models": [
                         {
                             "model_id": state.model_id,
@@ -58,6 +72,12 @@ def status_router(runtime: Runtime) -> APIRouter:
                             "detail": state.detail,
                             "quantization": state.quantization,
                             "capabilities": list(state.capabilities),
+                            "resident": state.resident,
+                            "offload": round(state.offload, 3),
+                            "size_mb": state.size_mb,
+                            "in_flight": state.in_flight,
+                            "evicting": state.evicting,
+                            "load_s": round(state.load_s, 2) if state.load_s is not None else None,
                         }
                         for state in health.models.values()
                     ],

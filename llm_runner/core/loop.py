@@ -20,9 +20,22 @@ from starlette.types import Receive
 from llm_runner.core.admission import Admission, Lease
 from llm_runner.core.cancel import until_disconnected
 from llm_runner.core.errors import BadRequest, Busy, ClientGone, NotReady, RunnerError, UpstreamError
-from llm_runner.core.events import BUSY, CANCELLED, DRAINED, ERROR, INVALID, UNAVAILABLE, End, Event, Scored
+from llm_runner.core.events import (
+    BUSY,
+    CANCELLED,
+    DRAINED,
+    ERROR,
+    INVALID,
+    LENGTH,
+    STOP,
+    UNAVAILABLE,
+    End,
+    Event,
+    Scored,
+)
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import GenerationRequest
+from llm_runner.core.speed import Speed
 
 log = logging.getLogger("llm_runner.generation")
 
@@ -57,6 +70,7 @@ class GenerationLoop:
         self.draining = False
         self.cutting = False  # the drain period is over: every stream ends with `drained`
         self.live: set[Generation] = set()
+        self.speed = Speed()
 
     async def start(self, request: GenerationRequest, receive: Receive, max_queue: int | None = None) -> Generation:
         """Admit the request and wait for its first event. Raises RunnerError (accounted) when it
@@ -156,6 +170,8 @@ class GenerationLoop:
         metrics.generations.labels(model_id, request.face, end.reason).inc()
         if end.reason in (BUSY, UNAVAILABLE, INVALID):
             return
+        if end.reason in (STOP, LENGTH):
+            self.speed.record(model_id, first_at - arrived, end.completion_tokens, now - first_at)
         metrics.duration.labels(model_id, end.reason).observe(now - arrived)
         metrics.completion_tokens.labels(model_id).inc(end.completion_tokens)
         metrics.prompt_tokens.labels(model_id).inc(end.prompt_tokens)
