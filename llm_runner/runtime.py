@@ -8,16 +8,21 @@ started/stopped by the app's lifespan.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import json
 import logging
+from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from llm_runner.core.admission import Admission
 from llm_runner.core.loop import GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import ServedModel
+from llm_runner.hardware import gpu_info
+from llm_runner.live.heartbeat_protocol import STATUS_READY, RunnerSnapshot
 from llm_runner.live.wiring import registrations
+from llm_runner.runtime_metrics import bind_metrics
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
@@ -26,17 +31,30 @@ from llm_runner.settings import (
     UpstreamSpec,
 )
 from llm_runner.upstream.base import ModelInfo, Upstream
+from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.catalog import Catalog, check_identity
 from llm_runner.upstream.lifecycle import Lifecycle
 from llm_runner.upstream.ollama import OllamaUpstream
+from llm_runner.upstream.residency import ResidencyPolicy
 from llm_runner.upstream.router import UpstreamRouter
-from llm_runner.upstream.states import ERROR, LOADING, OK
+from llm_runner.upstream.shares import split_slots
+from llm_runner.upstream.states import OK
 
 log = logging.getLogger("llm_runner")
 
 
 class ConfigurationError(ValueError):
     """Settings that cannot work; raised before the service starts listening."""
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def engine_available() -> bool:
@@ -76,6 +94,7 @@ class Runtime:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         self.by_id = {m.model_id: m for m in self.models}
+        self._promised: dict[str, int] = {}  # per model: the capacity its registration last told
         self.upstreams = self._build_upstreams()
         self.metrics = RunnerMetrics()
         self.lifecycle = Lifecycle(
@@ -87,24 +106,66 @@ class Runtime:
             interval_s=settings.health_interval_s,
             startup_grace_s=settings.startup_grace_s,
             identity=self.check_identity,
+            residency=self._residency_policy(),
+            canary=CanaryPolicy(settings.canary_idle_s, settings.canary_timeout_s, settings.canary_failures),
         )
         self.router = UpstreamRouter(self.upstreams, self.lifecycle)
         self.admission = Admission(self.router, settings.max_queue, settings.queue_timeout_s)
         self.lifecycle.listeners.append(self.admission.poke)
+        self.lifecycle.residency.demand = self.admission
         tags = {m.model_id: m.tag for m in self.models}
         self.loop = GenerationLoop(tags, self.lifecycle, self.admission, self.metrics, settings)
         try:
-            self.registrations = registrations(settings, self.models, self.live_state)
+            self.registrations = registrations(settings, self.models, self.live_state, self._told)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         for registration in self.registrations:
             self.lifecycle.listeners.append(registration.poke)
-        self._bind_metrics()
+        bind_metrics(self.metrics, self.lifecycle, self.admission, self.loop.speed, self.advertised)
 
-    def live_state(self, model_id: str) -> tuple[bool, int]:
-        """What a live-runner registration reports: ready (servable, not draining) and ready slots."""
-        ready = self.lifecycle.is_ready(model_id) and not self.loop.draining
-        return ready, self.lifecycle.capacity(model_id) if ready else 0
+    def advertised(self) -> dict[str, int]:
+        """The capacity each model's registration advertises now: the slots of the upstreams that are
+        up, split between the models ready on each (loaded ones first), so that all registrations
+        together never advertise more than the slots (go-livepeer counts capacity per registration)."""
+        slots, serves = {}, {}
+        for health in self.lifecycle.health.values():
+            if health.down_since is None:
+                ready = sorted((s for s in health.models.values() if s.status == OK), key=lambda s: not s.resident)
+                slots[health.name], serves[health.name] = health.slots, [s.model_id for s in ready]
+        return split_slots(slots, serves, strict=False)
+
+    def live_state(self, model_id: str) -> tuple[bool, int, str]:
+        """What a live-runner registration reports: ready (servable, not draining), its capacity now
+        and its public metadata (measured speed and residency). A share that grows waits until the
+        others' shrinking was told: heartbeats are not atomic, and the orchestrator must never hold
+        capacities adding up past the slots, not even between two heartbeats."""
+        slots = sum(h.slots for h in self.lifecycle.health.values() if h.down_since is None)
+        others = sum(told for m, told in self._promised.items() if m != model_id)
+        capacity = min(self.advertised().get(model_id, 0), slots - others)
+        ready = self.lifecycle.is_ready(model_id) and not self.loop.draining and capacity > 0
+        return ready, capacity if ready else 0, self.public_metadata(model_id)
+
+    def _told(self, model_id: str, snap: RunnerSnapshot, accepted: bool) -> None:
+        """What the orchestrator may hold for a model: exactly what it accepted, or, after a failed
+        heartbeat (maybe applied, maybe not), the larger of the two."""
+        told = snap.capacity if snap.status == STATUS_READY else 0
+        self._promised[model_id] = told if accepted else max(told, self._promised.get(model_id, 0))
+
+    def public_metadata(self, model_id: str) -> str:
+        """What discovery shows of a model, under go-livepeer's 1 KiB: measured, not claimed."""
+        states = self.lifecycle.states(model_id)
+        speed = self.loop.speed.of(model_id)
+        ttft = speed.ttft_p50_s
+        facts = {
+            "model": model_id,
+            "tag": self.by_id[model_id].tag,
+            "quantization": next((s.quantization for s in states if s.quantization), ""),
+            "context": self.settings.num_ctx,
+            "tokens_per_s": round(speed.tokens_per_s, 1) if speed.tokens_per_s else None,
+            "ttft_p50_ms": round(ttft * 1000) if ttft is not None else None,
+            "resident": any(s.resident for s in states),
+        }
+        return json.dumps(facts, separators=(",", ":"))
 
     def check_identity(self, model_id: str, info: ModelInfo) -> str | None:
         """None when the tag serves the model paid for; a mismatch on an operator's own mapping is
@@ -115,6 +176,34 @@ class Runtime:
             log.warning("%s: %s", model_id, mismatch)
             return None
         return mismatch
+
+    def _residency_policy(self) -> ResidencyPolicy:
+        """What decides which models fit together: the catalog's VRAM per model, and per upstream the
+        operator's figure, else NVML's for a lone Ollama on this machine, else nothing (learned)."""
+        settings = self.settings
+        specs = {s.url: s for s in settings.upstreams}
+        vram: dict[str, tuple[int | None, str]] = {}
+        for upstream in self.upstreams:
+            spec = specs.get(upstream.name)
+            if spec is not None and spec.vram_mb:
+                vram[upstream.name] = (spec.vram_mb, "OLLAMA_HOST vram_mb")
+            elif settings.vram_mb:
+                vram[upstream.name] = (settings.vram_mb, "LLM_RUNNER_VRAM_MB")
+            elif len(self.upstreams) == 1 and self.backend_kind == "ollama" and is_loopback(upstream.name):
+                gpus = gpu_info()
+                if len(gpus) == 1:
+                    vram[upstream.name] = (int(gpus["0"]["memory_total"]) >> 20, "NVML")
+        need = {
+            m.model_id: round(gb * 1024) if (gb := self.catalog.entry(m.model_id).vram_gb) else None
+            for m in self.models
+        }
+        return ResidencyPolicy(
+            need_mb=need,
+            vram_mb=vram,
+            allow_offload=settings.allow_offload,
+            swap_wait_s=settings.swap_wait_s,
+            max_swaps_per_minute=settings.max_swaps_per_minute,
+        )
 
     def _build_upstreams(self) -> list[Upstream]:
         settings = self.settings
@@ -171,46 +260,3 @@ class Runtime:
         await self.lifecycle.stop()
         for upstream in self.upstreams:
             await upstream.aclose()
-
-    def _bind_metrics(self) -> None:
-        metrics, lifecycle, admission = self.metrics, self.lifecycle, self.admission
-        metrics.gauge("llm_runner_in_flight", "Generations running.", lambda: admission.in_flight)
-        metrics.gauge("llm_runner_queued", "Requests waiting for a generation slot.", lambda: admission.waiting)
-        metrics.gauge("llm_runner_capacity", "Slots on upstreams with a ready model.", lambda: lifecycle.capacity())
-
-        def families():
-            model_state = GaugeMetricFamily(
-                "llm_runner_model_state", "1 for each model's current state.", labels=["model", "state"]
-            )
-            upstream_state = GaugeMetricFamily(
-                "llm_runner_upstream_state",
-                "1 for each upstream × model state.",
-                labels=["upstream", "model", "state"],
-            )
-            down = GaugeMetricFamily(
-                "llm_runner_upstream_down_seconds", "How long each upstream has been down (0: up).", labels=["upstream"]
-            )
-            in_flight = GaugeMetricFamily(
-                "llm_runner_upstream_in_flight", "Generations running per upstream.", labels=["upstream"]
-            )
-            flips = CounterMetricFamily(
-                "llm_runner_readiness_flips",
-                "Times each model went from ready to not ready or back.",
-                labels=["model"],
-            )
-            for model_id in lifecycle.tags:
-                status = lifecycle.status(model_id)
-                for name in (LOADING, OK, ERROR):
-                    model_state.add_metric([model_id, name], 1.0 if status == name else 0.0)
-                flips.add_metric([model_id], lifecycle.flips[model_id])
-            for health in lifecycle.health.values():
-                down.add_metric([health.name], health.down_for_s())
-                in_flight.add_metric([health.name], health.in_flight)
-                for state in health.models.values():
-                    for name in (LOADING, OK, ERROR):
-                        upstream_state.add_metric(
-                            [health.name, state.model_id, name], 1.0 if state.status == name else 0.0
-                        )
-            return [model_state, upstream_state, down, in_flight, flips]
-
-        metrics.collect(families)

@@ -54,11 +54,12 @@ def normalize_ollama_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class UpstreamSpec:
-    """One Ollama server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID]`."""
+    """One Ollama server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID][&vram_mb=N]`."""
 
     url: str
     parallel: int | None = None
     models: frozenset[str] | None = None
+    vram_mb: int | None = None  # the GPU memory its served models share
 
 
 def parse_upstreams(value: str) -> list[UpstreamSpec]:
@@ -72,19 +73,19 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
             options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
         except ValueError as exc:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: options are name=value ({exc})") from None
-        unknown = set(options) - {"parallel", "models"}
+        unknown = set(options) - {"parallel", "models", "vram_mb"}
         if unknown:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: unknown option(s) {', '.join(sorted(unknown))}")
-        parallel = None
-        if "parallel" in options:
-            text = options["parallel"][-1]
-            if not text.isdigit() or int(text) < 1:
-                raise ValueError(f"OLLAMA_HOST entry {item!r}: parallel must be a whole number >= 1")
-            parallel = int(text)
+        numbers: dict[str, int | None] = {}
+        for name in ("parallel", "vram_mb"):
+            text = options[name][-1] if name in options else None
+            if text is not None and (not text.isdigit() or int(text) < 1):
+                raise ValueError(f"OLLAMA_HOST entry {item!r}: {name} must be a whole number >= 1")
+            numbers[name] = int(text) if text is not None else None
         models = frozenset(options["models"]) if "models" in options else None
         if models is not None and not all(models):
             raise ValueError(f"OLLAMA_HOST entry {item!r}: models= is empty (name a served HF id)")
-        specs.append(UpstreamSpec(normalize_ollama_host(base), parallel, models))
+        specs.append(UpstreamSpec(normalize_ollama_host(base), numbers["parallel"], models, numbers["vram_mb"]))
     urls = [s.url for s in specs]
     if len(set(urls)) != len(urls):
         raise ValueError(f"OLLAMA_HOST lists a server twice: {value}")
@@ -157,6 +158,30 @@ class Settings(BaseSettings):
     )
     keep_alive_s: float = Field(
         75.0, gt=5, description="How long the server keeps idle client connections (over the 5 s health poll)."
+    )
+    vram_mb: int | None = Field(
+        None,
+        ge=1,
+        description="GPU memory (MB) each upstream's served models share, unless its OLLAMA_HOST entry says "
+        "?vram_mb=N. Default: NVML's for one Ollama on this machine, else learned when Ollama unloads one "
+        "served model to load another. Models that do not fit together are swapped by the runner.",
+    )
+    allow_offload: bool = Field(
+        False, description="Serve a model partly offloaded to the CPU (several times slower) instead of refusing it."
+    )
+    swap_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a request for a model that is not loaded waits while the loaded one still has "
+        "requests queued, before the runner swaps (it never unloads a model with requests in flight).",
+    )
+    max_swaps_per_minute: int = Field(4, ge=1, description="Model swaps allowed per upstream per minute (no thrash).")
+    canary_idle_s: float = Field(
+        300.0, ge=0, description="A model idle this long gets a one-token canary generation (0: no canary)."
+    )
+    canary_timeout_s: float = Field(30.0, gt=0, description="A canary slower than this counts as failed.")
+    canary_failures: int = Field(
+        2, ge=1, description="Canaries failed in a row before the model is reported not ready."
     )
     think: Literal["inline", "hide", "off"] = Field(
         "inline",
@@ -247,11 +272,6 @@ class Settings(BaseSettings):
     @property
     def default_slots(self) -> int:
         return self.concurrency or self.ollama_num_parallel or 1
-
-    def slots_for(self, model_id: str) -> int:
-        """The runner's capacity for a model: the slots of every upstream that serves it."""
-        specs = self.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
-        return sum(s.parallel or self.default_slots for s in specs if s.models is None or model_id in s.models)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -47,6 +47,8 @@ class Registry:
         self.runners: dict[str, Runner] = {}  # by route, as r.runners
         self.history: dict[str, Runner] = {}  # every runner by runner_id, for /_stats
         self.counters = {"registrations": 0, "unregisters": 0, "expired": 0, "heartbeat_rejected": {}}
+        # after each accepted heartbeat: the capacity of every routable dynamic runner, added up
+        self.capacity_sums: list[int] = []
         self.health_client: httpx.AsyncClient | None = None
         self.proxy_client: httpx.AsyncClient | None = None
 
@@ -212,6 +214,8 @@ class Registry:
         runner.last_heartbeat = time.monotonic()
         runner.heartbeats += 1
         runner.last_payload = payload
+        routable = [r for r in self.runners.values() if not r.static and r.ready() and not self.expired(r)]
+        self.capacity_sums = [*self.capacity_sums[-9999:], sum(r.req.get("capacity") or 1 for r in routable)]
         return response | {"session_ids": sorted(runner.sessions, key=lambda s: runner.sessions[s])}
 
     def unregister(self, runner_id: str, auth: str) -> None:
@@ -277,6 +281,7 @@ class Registry:
             "runners": {rid: r.stats(self.heartbeat_ttl, now) for rid, r in self.history.items()},
             "routes": {route: r.runner_id for route, r in self.runners.items()},
             **self.counters,
+            "capacity_sums": self.capacity_sums,
             "config": {
                 "service": self.service,
                 "runner_addr": self.runner_addr,

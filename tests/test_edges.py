@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from llm_runner.settings import Settings, normalize_ollama_host, parse_upstreams
+from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
 from tests.servers import Runner, StandIn
 from tests.test_cli import cli
@@ -62,7 +63,8 @@ def test_an_ollama_host_list_keeps_each_entrys_options():
     assert [s.url for s in specs] == ["http://a:80", "https://b:443", "http://c:1"]
     assert [s.parallel for s in specs] == [2, None, None]
     assert specs[0].models == frozenset({LLAMA}) and specs[1].models is None
-    assert Settings(ollama_host="http://a?parallel=2,https://b", concurrency=3).slots_for(LLAMA) == 5
+    settings = Settings(ollama_host="http://a?parallel=2,https://b", concurrency=3)
+    assert capacities_for(settings, [LLAMA]) == {LLAMA: 5}
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ poll (here faster), the single-shot proxy, and dynamic registration with heartbe
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,13 +118,16 @@ async def test_a_loading_model_is_reported_not_ready_and_never_routed(tmp_path, 
 
 
 async def test_over_capacity_is_a_fast_429_with_retry_after_passed_through(tmp_path, own_ollama):
-    """Two registrations of one runner (go-livepeer #4015) offer more than its slots: the runner,
-    not Ollama's hidden queue, says no."""
+    """A runners.json edited by hand to offer more than the runner's slots (runners-json refuses to
+    write it; go-livepeer #4015): the runner, not Ollama's hidden queue, says no."""
     own_ollama.script(tokens=200, token_rate=50)
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "1"}
     with Runner(env) as runner:
         runner.wait_status("OK")
-        path = write_runners_json(tmp_path / "runners.json", runner, "--capacity", "2")
+        path = write_runners_json(tmp_path / "runners.json", runner)
+        document = json.loads(path.read_text())
+        document["runners"][0]["capacity"] = 2
+        path.write_text(json.dumps(document))
         with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             await orch.until(lambda s: Orchestrator.runner(s, SLUG)["status"] == "ready")
             body = {"model": LLAMA, "messages": MESSAGES, "stream": True, "max_tokens": 200}

@@ -40,7 +40,9 @@ def test_entry_follows_go_livepeer_rules():
 
 
 def test_several_models_get_their_own_path_prefix():
-    entries = ai_models("--model-id", f"{LLAMA},{QWEN}", "--url", "http://gpu-box:8000/")
+    env = {"OLLAMA_HOST": "http://127.0.0.1:11434?parallel=2"}
+    entries = ai_models("--model-id", f"{LLAMA},{QWEN}", "--url", "http://gpu-box:8000/", env=env)
+    assert [e["capacity"] for e in entries] == [1, 1]  # the two slots split, not two each
     assert [e["url"] for e in entries] == [
         "http://gpu-box:8000/models/meta-llama--Meta-Llama-3.1-8B-Instruct",
         "http://gpu-box:8000/models/Qwen--Qwen2.5-7B-Instruct",

@@ -31,6 +31,7 @@ import yaml
 from llm_runner.ops.compose import ComposeOptions, ollama_host, render
 from llm_runner.ops.yaml_out import Folded, scalar, to_yaml
 from llm_runner.settings import Settings, parse_upstreams
+from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
 from tests.golivepeer import parse_livepeer_stream
 from tests.servers import ROOT, Runner, StandIn
@@ -216,7 +217,9 @@ async def test_an_upstream_without_a_model_gets_none_of_its_requests_and_status_
             slots = {m["model_id"]: m["ready_slots"] for m in report["models"]}
             assert slots == {LLAMA: 4, OTHER: 2}
             settings = Settings(ollama_host=env["OLLAMA_HOST"], model_id=env["MODEL_ID"])
-            assert {m: settings.slots_for(m) for m in (LLAMA, OTHER)} == slots  # what ai-models advertises
+            # what ai-models and the registrations advertise: `both`'s 2 slots split, 4 in all, not 6
+            assert capacities_for(settings, [LLAMA, OTHER]) == {LLAMA: 3, OTHER: 1}
+            assert {m["model_id"]: m["advertised_capacity"] for m in report["models"]} == {LLAMA: 3, OTHER: 1}
 
             for server in (llama_only, both):
                 server.script(tokens=10, token_rate=50)
@@ -416,7 +419,7 @@ def test_compose_writes_one_ollama_per_gpu_a_runner_over_all_and_a_matching_ai_m
     assert entry["model_id"] == LLAMA and entry["url"] == "http://llm_runner:8000"
     assert entry["capacity"] == 8 and entry["token"] == "s3cr$t"
     settings = Settings(ollama_host=runner["environment"]["OLLAMA_HOST"], model_id=LLAMA)
-    assert settings.slots_for(LLAMA) == entry["capacity"]  # what the runner itself will admit
+    assert capacities_for(settings, [LLAMA]) == {LLAMA: entry["capacity"]}  # what the runner itself will admit
 
 
 def test_compose_file_passes_compose_v2_the_compose_spec_schema_and_dclint(tmp_path):

@@ -121,15 +121,18 @@ class RegistrationConfig:
         if self.mode not in (MODE_PERSISTENT, MODE_SINGLE_SHOT):
             raise ValueError(f"mode must be persistent or single-shot, got {self.mode!r}")
 
-    def snapshot(self, ready: bool, capacity: int) -> RunnerSnapshot:
-        """A snapshot with this config's static fields."""
+    def snapshot(self, ready: bool, capacity: int, metadata: str | None = None) -> RunnerSnapshot:
+        """A snapshot with this config's static fields (metadata too, unless given: it is refreshed by
+        every heartbeat)."""
+        if metadata is not None:
+            check_metadata(metadata)
         return RunnerSnapshot(
             ready=ready,
             capacity=capacity,
             url=self.runner_url,
             app=self.app,
             version=self.version,
-            metadata=self.metadata,
+            metadata=self.metadata if metadata is None else metadata,
             mode=self.mode,
             gpu=self.gpu,
             price=self.price,

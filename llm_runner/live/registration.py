@@ -51,9 +51,16 @@ class Registration:
         snapshot: Callable[[], RunnerSnapshot],
         *,
         client: httpx.AsyncClient | None = None,
+        gate: asyncio.Lock | None = None,
+        sent: Callable[[RunnerSnapshot, bool], None] | None = None,
     ) -> None:
+        """`gate`, shared by registrations whose capacity comes from the same slots, makes each
+        snapshot see what the others last told the orchestrator; `sent(snapshot, accepted)` is told
+        what was sent (accepted False: it may or may not have been applied)."""
         self.config = config
         self._snapshot = snapshot
+        self._gate = gate or asyncio.Lock()
+        self._sent = sent or (lambda snap, accepted: None)
         self._client = client
         self._own_client = client is None
         self._base = config.orchestrator_url.rstrip("/")
@@ -121,12 +128,15 @@ class Registration:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
+            await self._gate.acquire()  # registrations sharing slots report one at a time
             snap = self._take_snapshot()
+            accepted = False
             try:
                 if self._secret is None:
                     await self._bootstrap(snap)
                 else:
                     await self._heartbeat(snap)
+                accepted = True
             except _Lost as exc:
                 log.warning("orchestrator no longer knows live runner %s (%s); registering again", self.runner_id, exc)
                 self._secret = None
@@ -160,6 +170,9 @@ class Registration:
                     delay,
                 )
                 continue
+            finally:
+                self._sent(snap, accepted)
+                self._gate.release()
             if self.failures:
                 log.info("orchestrator %s answering again; live runner %s", self._base, self.runner_id)
             self.failures = 0

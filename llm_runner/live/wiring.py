@@ -1,9 +1,11 @@
 """Dynamic registration of each served model as a live runner, fed by the runner's own state:
-status `ready` only while the model can be served, capacity = slots ready now, unregistered on
-shutdown. This is what no static runners.json can do: capacity that follows upstreams."""
+status `ready` only while the model can be served, capacity = its share of the slots ready now,
+public metadata = its measured speed and residency, unregistered on shutdown. This is what no
+static runners.json can do: capacity that follows upstreams."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -21,15 +23,20 @@ def price_info(settings: Settings) -> dict[str, Any] | None:
 
 
 def registrations(
-    settings: Settings, models: list[ServedModel], state: Callable[[str], tuple[bool, int]]
+    settings: Settings,
+    models: list[ServedModel],
+    state: Callable[[str], tuple[bool, int, str]],
+    sent: Callable[[str, RunnerSnapshot, bool], None] | None = None,
 ) -> list[Registration]:
-    """One registration per served model; `state(model_id)` → (ready, ready slots)."""
+    """One registration per served model; `state(model_id)` → (ready, capacity, metadata). They
+    heartbeat one at a time, and `sent(model_id, snapshot, accepted)` learns what each told."""
     if not settings.live_orchestrator_url:
         return []
     if settings.live_orch_secret is None:
         raise ValueError("LLM_RUNNER_LIVE_ORCHESTRATOR_URL needs LLM_RUNNER_LIVE_ORCH_SECRET (its -orchSecret)")
     gpus = gpu_info()
     gpu = gpu_entry(gpus["0"]) if "0" in gpus else None
+    gate = asyncio.Lock()
     out = []
     for model in models:
         config = RegistrationConfig(
@@ -47,5 +54,9 @@ def registrations(
         def snapshot(config: RegistrationConfig = config, model_id: str = model.model_id) -> RunnerSnapshot:
             return config.snapshot(*state(model_id))
 
-        out.append(Registration(config, snapshot))
+        def told(snap: RunnerSnapshot, accepted: bool, model_id: str = model.model_id) -> None:
+            if sent is not None:
+                sent(model_id, snap, accepted)
+
+        out.append(Registration(config, snapshot, gate=gate, sent=told))
     return out

@@ -35,15 +35,20 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
 
     @router.get("/ready", include_in_schema=False)
     async def ready() -> Response:
-        """200 only when a request would be served now; cheap: no upstream call."""
-        waiting = [m.model_id for m in served if not runtime.lifecycle.is_ready(m.model_id)]
+        """200 only when a request would be served now (or once a swap loads it: see README); cheap,
+        no upstream call. Shutting down, it stays 200 while the model still streams: one failed
+        check would make the orchestrator release those sessions."""
+        lifecycle = runtime.lifecycle
+        waiting = [m.model_id for m in served if not lifecycle.is_ready(m.model_id)]
         if runtime.loop.draining:
-            return JSONResponse({"status": "draining", "reason": "runner is shutting down"}, 503)
+            streaming = sum(lifecycle.in_flight(m.model_id) for m in served)
+            body = {"status": "draining", "reason": "runner is shutting down", "streaming": streaming}
+            return JSONResponse(body, 200 if streaming else 503)
         if waiting:
-            reasons = {m: runtime.lifecycle.why_not(m) for m in waiting}
+            reasons = {m: lifecycle.why_not(m) for m in waiting}
             return JSONResponse({"status": "not_ready", "reason": reasons}, 503)
-        capacity = sum(runtime.lifecycle.capacity(m.model_id) for m in served)
-        return JSONResponse({"status": "ready", "capacity": capacity})
+        shares = runtime.advertised()
+        return JSONResponse({"status": "ready", "capacity": sum(shares.get(m.model_id, 0) for m in served)})
 
     @router.get("/v1/models")
     async def models(request: Request) -> Response:

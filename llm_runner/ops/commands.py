@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
-from llm_runner.ops.console import fail, load_catalog, load_settings
+from llm_runner.ops.console import CAPACITY_HELP, capacities, fail, load_catalog, load_settings
 from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
 from llm_runner.upstream.catalog import CatalogError
 
@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ai = commands.add_parser("ai-models", help="print (or merge into a file) the aiModels.json entries")
     ai.add_argument("--model-id", action="append", help="HF model id (repeat for several; default MODEL_ID)")
     ai.add_argument("--url", default="http://llm_runner:8000", help="runner base url as go-livepeer reaches it")
-    ai.add_argument("--capacity", type=int, default=None, help="parallel requests (default: upstream slots)")
+    ai.add_argument("--capacity", action="append", help=CAPACITY_HELP)
     ai.add_argument("--price-per-unit", type=float, default=0.18, help="price per pixels_per_unit requested max_tokens")
     ai.add_argument("--pixels-per-unit", type=int, default=1_000_000)
     ai.add_argument("--currency", default="USD")
@@ -66,7 +66,7 @@ def ai_models(args: argparse.Namespace) -> int:
             catalog.resolve(model_id)
         options = EntryOptions(
             url=args.url,
-            capacities={m: args.capacity or settings.slots_for(m) for m in ids},
+            capacities=capacities(settings, ids, args.capacity),
             warm=not args.no_warm,
             price_per_unit=args.price_per_unit,
             pixels_per_unit=args.pixels_per_unit,

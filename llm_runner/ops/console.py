@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from llm_runner.settings import Settings
 from llm_runner.upstream.catalog import Catalog
+from llm_runner.upstream.shares import SharesError, capacities_for
 
 
 def fail(message: str) -> int:
@@ -35,3 +36,35 @@ def load_catalog(settings: Settings) -> Catalog:
         if path is not None and str(path) not in message:
             message = f"model map file {path} (LLM_RUNNER_MODEL_MAP_FILE): {message}"
         raise SystemExit(fail(message)) from None
+
+
+CAPACITY_HELP = (
+    "requests at once: N for every model, or MODEL=N (repeat); default: each upstream's slots split "
+    "between the models it serves. Refused when they add up to more than the slots"
+)
+
+
+def capacities(settings: Settings, ids: list[str], given: list[str] | None) -> dict[str, int]:
+    """Each model's advertised capacity from --capacity (N, or MODEL=N) or the split of the slots;
+    exit 2 with the reason when they would add up to more than the slots."""
+    chosen: dict[str, int] = {}
+    default: int | None = None
+    for value in given or []:
+        name, _, number = value.rpartition("=")
+        if not number.strip().lstrip("-").isdigit():
+            raise SystemExit(fail(f"--capacity {value!r}: a whole number, or MODEL=N"))
+        if not name:
+            default = int(number)
+        elif name not in ids:
+            raise SystemExit(fail(f"--capacity {value!r}: {name} is not one of the models ({', '.join(ids)})"))
+        else:
+            chosen[name] = int(number)
+    if default is not None:
+        chosen = {m: chosen.get(m, default) for m in ids}
+    elif chosen and len(chosen) < len(ids):
+        missing = ", ".join(m for m in ids if m not in chosen)
+        raise SystemExit(fail(f"--capacity names some models but not {missing}: name every model, or give N"))
+    try:
+        return capacities_for(settings, ids, chosen or None)
+    except SharesError as exc:
+        raise SystemExit(fail(str(exc))) from None

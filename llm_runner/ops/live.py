@@ -17,7 +17,7 @@ from llm_runner.live.runners_json import (
     merge_into_file,
     validate_entries,
 )
-from llm_runner.ops.console import fail, load_settings
+from llm_runner.ops.console import CAPACITY_HELP, capacities, fail, load_settings
 from llm_runner.settings import DEFAULT_OLLAMA_MODEL
 from llm_runner.upstream.catalog import Catalog, CatalogError
 
@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     live = commands.add_parser("runners-json", help="print (or merge into a file) the live-runner runners.json")
     live.add_argument("--model-id", action="append", help="HF model id (repeat for several; default MODEL_ID)")
     live.add_argument("--url", default="http://llm_runner:8000", help="runner base url as the orchestrator reaches it")
-    live.add_argument("--capacity", type=int, default=None, help="parallel requests (default: upstream slots)")
+    live.add_argument("--capacity", action="append", help=CAPACITY_HELP)
     live.add_argument("--label", action="append", help="label per model, in --model-id order (default: the slug)")
     live.add_argument("--routing", choices=["label", "runner-id"], default="label")
     live.add_argument("--price", type=float, default=None, help="price_info.price in USD per unit (on-chain)")
@@ -49,12 +49,12 @@ def runners_json(args: argparse.Namespace) -> int:
         catalog = Catalog.load(settings.model_map, settings.model_map_file)
         for model_id in ids:
             catalog.resolve(model_id)
-        capacities = {m: args.capacity or settings.slots_for(m) for m in ids}
+        advertised = capacities(settings, ids, args.capacity)
         entries = []
         for model_id in ids:
             options = EntryOptions(
                 base_url=args.url,
-                capacity=capacities[model_id],
+                capacity=advertised[model_id],
                 version=settings.version,
                 routing=args.routing,
                 labels=dict(zip(ids, labels, strict=True)) if labels else {},
