@@ -63,6 +63,17 @@ def test_invalid_settings_fail_at_start_with_a_clear_message(env, needle):
     assert needle in serve_fails({"MODEL_ID": LLAMA, **env})
 
 
+@pytest.mark.parametrize(("command", "value"), [("serve", "http://"), ("doctor", "http://"), ("serve", "HTTPS:")])
+def test_an_ollama_host_with_a_scheme_but_no_server_is_refused_in_one_line(command, value):
+    # read as a bare host name it used to become http://http:11434, unreachable and unexplained
+    result = cli(
+        command, *(["--port", "1"] if command == "serve" else []), env={"OLLAMA_HOST": value, "MODEL_ID": LLAMA}
+    )
+    assert result.returncode == 2 and not result.stdout, result.stdout
+    (line,) = result.stderr.strip().splitlines()  # one line: no traceback
+    assert f"OLLAMA_HOST {value!r} names no server" in line and "http://127.0.0.1:11434" in line, line
+
+
 async def test_gguf_repos_and_overrides_map_to_ollama_names(ollama, client, tmp_path):
     ollama.script(models=["hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M", "my-llama:latest", "mine:q8"])
     overrides = tmp_path / "map.json"
