@@ -11,6 +11,9 @@ class RunnerError(Exception):
     """Base of every error we raise on purpose; `status` is the Livepeer status (400, 401 or 500)."""
 
     status = 500
+    # Set once the generation loop has written this request's summary line: the HTTP layer then logs
+    # nothing more, and logs one line itself for a refusal that never reached the loop (a bad body...).
+    accounted = False
 
     def __init__(self, msg: str, *, param: str | None = None) -> None:
         super().__init__(msg)
