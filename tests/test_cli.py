@@ -102,3 +102,7 @@ def test_models_lists_the_catalog_and_marks_what_fits():
     llama_row = next(line for line in rows if LLAMA in line)
     assert "llama3.1:8b" in llama_row and "yes" in llama_row
     assert "no" in next(line for line in rows if "Llama-3.3-70B" in line)
+    # on an 80-column terminal: every column still there, wrapped within the width (it was 200 wide)
+    narrow = cli("models", "--vram", "8", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "VRAM GB" in narrow and "fits 8 GB" in narrow and "llama3.1:8b" in narrow and "6.3" in narrow
