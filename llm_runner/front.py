@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from llm_runner.auth import check_bearer
 from llm_runner.core.errors import BadRequest, ClientGone, RunnerError, describe_validation_errors, validation_param
 from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.errors import log_refusal
 
 log = logging.getLogger("llm_runner.front")
 Body = TypeVar("Body", bound=BaseModel)
@@ -97,6 +98,8 @@ class FrontDoor:
             return  # nobody to answer; the core has accounted the request
         except RunnerError as exc:
             response = route.refuse(exc)
+            if not exc.accounted:  # refused before the loop (body, token, model): its one line is here
+                log_refusal(scope["method"], scope["path"], response.status_code, exc.msg)
         except Exception as exc:  # a bug: the face's 500, and the service goes on
             log.exception("%s %s failed", scope["method"], scope["path"])
             response = route.refuse(RunnerError(f"internal error: {type(exc).__name__}: {exc}"))

@@ -6,6 +6,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_runner.auth import bearer_matches
 from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.errors import log_refusal
 from llm_runner.livepeer.errors import error_response
 
 
@@ -57,6 +58,7 @@ class OperatorAuth:
             header = dict(scope["headers"]).get(b"authorization", b"").decode(errors="replace")
             if not bearer_matches(header, self.token):
                 response = error_response(401, "Invalid bearer token")
+                log_refusal(scope["method"], scope["path"], 401, "Invalid bearer token")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

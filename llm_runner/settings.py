@@ -33,8 +33,15 @@ _GO_DURATION = re.compile(r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|
 
 def normalize_ollama_host(host: str) -> str:
     """Ollama's own reading of OLLAMA_HOST: `0.0.0.0:11434`, `ollama` → http://…:11434; an
-    explicit http:// or https:// without a port means 80 or 443, as in Ollama's client."""
-    host = host.strip().rstrip("/")
+    explicit http:// or https:// without a port means 80 or 443, as in Ollama's client. A scheme with no
+    server (`http://`) is refused: read as a bare host it would become http://http:11434, a name that
+    resolves nowhere and fails only later, as "unreachable"."""
+    raw = host.strip()
+    if re.fullmatch(r"(?i)https?:/*", raw) or ("://" in raw and not urlsplit(raw).netloc):
+        raise ValueError(
+            f"OLLAMA_HOST {raw!r} names no server: set it to one, e.g. http://127.0.0.1:11434 (or unset it)"
+        )
+    host = raw.rstrip("/")
     scheme, has_scheme = "http", "://" in host
     if has_scheme:
         scheme = host.split("://", 1)[0].lower()

@@ -120,6 +120,14 @@ def compose_model(path: Path, env_file: Path | None = None, env: dict[str, str] 
     return json.loads(result.stdout)
 
 
+def compose_default(folder: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`docker compose config` run in `folder` as an operator runs it: no -f (Compose finds compose.yaml
+    itself) and no --env-file (it reads folder/.env), every profile active. The result is returned, not
+    judged: the caller asserts what Compose said (PyPI's wrapper drops the exit status; errors are on stderr)."""
+    args = ["--profile", "*", "config", "--format", "json"]
+    return run_tool("docker-compose", *args, cwd=folder, env=_clean_env(**(env or {})))
+
+
 def check_compose_schema(path: Path) -> None:
     """The compose-spec JSON schema, as vendored in check-jsonschema (`vendor.compose-spec`)."""
     result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(path))

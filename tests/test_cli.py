@@ -63,6 +63,17 @@ def test_invalid_settings_fail_at_start_with_a_clear_message(env, needle):
     assert needle in serve_fails({"MODEL_ID": LLAMA, **env})
 
 
+@pytest.mark.parametrize(("command", "value"), [("serve", "http://"), ("doctor", "http://"), ("serve", "HTTPS:")])
+def test_an_ollama_host_with_a_scheme_but_no_server_is_refused_in_one_line(command, value):
+    # read as a bare host name it used to become http://http:11434, unreachable and unexplained
+    result = cli(
+        command, *(["--port", "1"] if command == "serve" else []), env={"OLLAMA_HOST": value, "MODEL_ID": LLAMA}
+    )
+    assert result.returncode == 2 and not result.stdout, result.stdout
+    (line,) = result.stderr.strip().splitlines()  # one line: no traceback
+    assert f"OLLAMA_HOST {value!r} names no server" in line and "http://127.0.0.1:11434" in line, line
+
+
 async def test_gguf_repos_and_overrides_map_to_ollama_names(ollama, client, tmp_path):
     ollama.script(models=["hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M", "my-llama:latest", "mine:q8"])
     overrides = tmp_path / "map.json"
@@ -91,3 +102,7 @@ def test_models_lists_the_catalog_and_marks_what_fits():
     llama_row = next(line for line in rows if LLAMA in line)
     assert "llama3.1:8b" in llama_row and "yes" in llama_row
     assert "no" in next(line for line in rows if "Llama-3.3-70B" in line)
+    # on an 80-column terminal: every column still there, wrapped within the width (it was 200 wide)
+    narrow = cli("models", "--vram", "8", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "VRAM GB" in narrow and "fits 8 GB" in narrow and "llama3.1:8b" in narrow and "6.3" in narrow

@@ -109,6 +109,21 @@ async def test_go_livepeer_style_body_without_content_type_works(runner, ollama,
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": true}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stream": "maybe"}', "stream"),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream: Input should be a valid boolean",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "stream": "false"}',
+            "stream: Input should be a valid boolean",
+        ),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stream": 1}', "stream: Input should be a valid boolean"),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "stream": null}',
+            "stream: Input should be a valid boolean",
+        ),
+        (b'{"messages": [{"role": "user", "content": null}]}', "messages.0.content: Input should be a valid string"),
+        (b'{"messages": [{"role": "user"}]}', "messages.0.content: Field required"),
     ],
 )
 async def test_bad_input_is_400_before_any_stream(runner, ollama, client, body, needle):

