@@ -57,7 +57,9 @@ class Incoming:
             return model.model_validate_json(self.body)
         except ValidationError as exc:
             problems = exc.errors()
-            raise BadRequest(describe_validation_errors(problems), param=validation_param(problems)) from exc
+            raise BadRequest(
+                describe_validation_errors(problems, self.body), param=validation_param(problems, self.body)
+            ) from exc
 
 
 class Reply(Protocol):
