@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import LLAMA
-from tests.test_openai import MESSAGES, PARIS, WEATHER, post, sent
+from tests.test_openai import MESSAGES, PARIS, WEATHER, post, sent, sse
 
 ANSWER = {"role": "assistant", "content": "tok0 tok1 "}
 ASKED = [*MESSAGES, ANSWER, {"role": "user", "content": "and then?"}]
@@ -139,6 +139,18 @@ async def test_refused_field_is_named_by_its_path(http, ollama, param, fields):
     assert error["type"] == "invalid_request_error" and error["param"] == param, error
     assert param.split(".")[-1].strip('"') in error["message"]
     assert ollama.stats()["started"] == 0, "a refused request never reaches Ollama"
+
+
+# -- answers carry what the spec requires ---------------------------------------------------------
+
+
+async def test_answers_carry_a_null_refusal(http, ollama):
+    choice = (await post(http, logprobs=True)).json()["choices"][0]
+    assert choice["message"]["refusal"] is None and choice["logprobs"]["refusal"] is None
+    assert choice["logprobs"]["content"]
+    chunks = await sse(http, logprobs=True)
+    scored = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0].get("logprobs")]
+    assert scored and all(c["logprobs"]["refusal"] is None and c["logprobs"]["content"] for c in scored)
 
 
 # -- the openai SDK: a conversation loop that appends each answer --------------------------------

@@ -59,6 +59,12 @@ def logprobs_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def logprobs_object(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's `logprobs`: OpenAI's spec requires `refusal` beside `content` (this runner
+    never refuses in words, so it is null)."""
+    return {"content": logprobs_json(entries), "refusal": None}
+
+
 class OpenAIStream:
     """The SSE body of one streamed chat completion."""
 
@@ -112,7 +118,7 @@ class OpenAIStream:
                     forced_text.append(event.text)  # type: ignore[union-attr]
                     continue
                 delta = {"content": event.text}  # type: ignore[union-attr]
-                yield self.chunk(delta, None, logprobs={"content": logprobs_json(event.logprobs)})  # type: ignore[union-attr]
+                yield self.chunk(delta, None, logprobs=logprobs_object(event.logprobs))  # type: ignore[union-attr]
             elif kind is ToolCallEvent:
                 if self.one_call and calls:
                     continue
@@ -152,12 +158,12 @@ def completion_json(
     if forced_tool is not None and end.reason != DRAINED:
         calls.append(tool_call_json(ToolCall(f"call_{uuid.uuid4().hex[:24]}", forced_tool, text)))
         text = ""
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
     choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(end, bool(calls))}
     scored = [entry for e in events if type(e) is Scored for entry in e.logprobs]  # type: ignore[union-attr]
-    choice["logprobs"] = {"content": logprobs_json(scored)} if generation.request.top_logprobs is not None else None
+    choice["logprobs"] = logprobs_object(scored) if generation.request.top_logprobs is not None else None
     return {
         "id": completion_id(),
         "object": "chat.completion",
