@@ -90,6 +90,7 @@ async def test_client_side_copies_are_accepted(http, ollama):
 # -- everything else is refused by the path the request holds ------------------------------------
 
 TEXT_PART = {"type": "text", "text": "hi"}
+CHOOSE_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
 REFUSED = [
     ("messages.2.audio", {"messages": with_answer(audio={"id": "audio_1"})}),
     ("messages.2.annotations", {"messages": with_answer(annotations=[{"type": "url_citation"}])}),
@@ -125,6 +126,12 @@ REFUSED = [
         "response_format.json_schema.bogus",
         {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object"}, "bogus": 1}}},
     ),
+    ("tool_choice.bogus", {"tools": [WEATHER], "tool_choice": {**CHOOSE_WEATHER, "bogus": 1}}),
+    (
+        "tool_choice.function.bogus",
+        {"tools": [WEATHER], "tool_choice": {**CHOOSE_WEATHER, "function": {"name": "f", "bogus": 1}}},
+    ),
+    ("tool_choice", {"tools": [WEATHER], "tool_choice": "sometimes"}),
     ('""', {"": 1}),
     ('stream_options.""', {"stream": True, "stream_options": {"": True}}),
     ('"a.b"', {"a.b": 1}),

@@ -39,6 +39,15 @@ class ResponseFormat(Strict):
     json_schema: JSONSchemaFormat | None = None
 
 
+class ChosenFunction(Strict):
+    name: str
+
+
+class ToolChoice(Strict):
+    type: Literal["function"]
+    function: ChosenFunction
+
+
 class StreamOptions(Strict):
     include_usage: bool = False
     include_obfuscation: bool = False  # true asks for padding fields on chunks: refused
@@ -63,7 +72,7 @@ class ChatCompletionRequest(Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: ResponseFormat | None = None
     tools: list[ToolDef] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
     parallel_tool_calls: bool | None = None  # false: only the first call is passed on
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
@@ -110,13 +119,13 @@ def forced_tool(chat: ChatCompletionRequest) -> ToolDef | None:
     """The tool a `tool_choice` forces, if any. Ollama cannot force a call, so the runner does it
     with structured output: the model must answer with that function's arguments."""
     choice, tools = chat.tool_choice, chat.tools or []
-    if choice is None or choice in ("auto", "none"):
-        return None
-    if choice == "required":
+    if not isinstance(choice, ToolChoice):
+        if choice != "required":
+            return None
         if len(tools) == 1:
             return tools[0]
         raise refuse("tool_choice", "'required' needs exactly one tool (or name the function)")
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    name = choice.function.name
     for tool in tools:
         if tool.function.name == name:
             return tool
