@@ -196,10 +196,20 @@ def test_sdk_reasoning_turn_reaches_a_thinking_model(runner, ollama):
     client = openai.OpenAI(base_url=runner.url + "/v1", api_key="unused", max_retries=0)
     earlier = {"role": "assistant", "content": "Hello!", "reasoning_content": "A greeting; greet back."}
     messages: Any = [{"role": "user", "content": "hi"}, earlier, {"role": "user", "content": "How are you?"}]
+    client.chat.completions.create(model=LLAMA, messages=messages, max_tokens=2)
+    thought = {"role": "assistant", "content": "Hello!", "thinking": "A greeting; greet back."}
+    assert sent(ollama)["messages"][1] == thought
+
+
+def test_sdk_inline_reasoning_comes_back_as_thinking(runner, ollama):
+    """This runner's own answer from a thinking model holds its reasoning inline
+    (`<think>…</think>` first); appended and sent back, it reaches Ollama as `thinking`."""
+    ollama.script(capabilities=["completion", "tools", "thinking"], thinking_tokens=2, tokens=2)
+    client = openai.OpenAI(base_url=runner.url + "/v1", api_key="unused", max_retries=0)
+    messages: Any = [{"role": "user", "content": "hi"}]
     completion = client.chat.completions.create(model=LLAMA, messages=messages)
-    assert completion.choices[0].message.content
-    assert sent(ollama)["messages"][1] == {
-        "role": "assistant",
-        "content": "Hello!",
-        "thinking": "A greeting; greet back.",
-    }
+    assert completion.choices[0].message.content.startswith("<think>")
+    messages += [completion.choices[0].message, {"role": "user", "content": "How are you?"}]
+    client.chat.completions.create(model=LLAMA, messages=messages)
+    thought = {"role": "assistant", "content": "tok0 tok1 ", "thinking": "hmm0 hmm1 "}
+    assert sent(ollama)["messages"][1] == thought

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from llm_runner.core.errors import Unsupported
+from llm_runner.core.events import split_thinking
 from llm_runner.core.request import Message, ToolCall
 
 
@@ -92,7 +93,10 @@ def to_messages(messages: list[ChatMessage]) -> list[Message]:
         names.update((c.id, c.name) for c in calls)
         role = "system" if m.role == "developer" else m.role
         tool_name = (names.get(m.tool_call_id or "") or m.name) if m.role == "tool" else None
-        out.append(Message(role, text, images, calls, tool_name, _thinking(m, index)))
+        thinking = _thinking(m, index)
+        if role == "assistant" and not thinking:
+            thinking, text = split_thinking(text)  # this runner's own inline form, sent back
+        out.append(Message(role, text, images, calls, tool_name, thinking))
     return out
 
 
