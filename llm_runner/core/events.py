@@ -58,3 +58,8 @@ class End:
 
 
 Event = str | Scored | ToolCallEvent | End
+
+
+def text_of(events: list[Event]) -> str:
+    """The answer's text, from the events of a non-streamed generation."""
+    return "".join(e if type(e) is str else e.text for e in events if type(e) is str or type(e) is Scored)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llm_runner import fastjson
-from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent
+from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent, text_of
 from llm_runner.core.loop import Generation
 from llm_runner.core.request import ToolCall
 from llm_runner.sse import DONE_EVENT
@@ -152,7 +152,7 @@ def completion_json(
     generation: Generation, events: list[Event], end: End, forced_tool: str | None, one_call: bool = False
 ) -> dict[str, Any]:
     """One non-streamed `chat.completion`."""
-    text = "".join(e if type(e) is str else e.text for e in events if type(e) in (str, Scored))  # type: ignore[union-attr]
+    text = text_of(events)
     calls = [tool_call_json(e.call) for e in events if type(e) is ToolCallEvent]  # type: ignore[union-attr]
     calls = calls[:1] if one_call else calls
     if forced_tool is not None and end.reason != DRAINED:
