@@ -134,15 +134,14 @@ def _content(content: str | list[ContentPart] | None, index: int) -> tuple[str, 
         if part.type in ("text", "refusal"):
             texts.append(part.text or part.refusal or "")
         elif part.type == "image_url" and part.image_url is not None:
-            images.append(_image(part.image_url.url, index))
+            images.append(image_data(part.image_url.url, f"messages.{index}.content.image_url"))
         else:
             raise refuse(f"messages.{index}.content.{part.type}", "text and image_url parts only")
     return "".join(texts), tuple(images)
 
 
-def _image(url: str, index: int) -> str:
+def image_data(url: str, param: str) -> str:
     """Base64 image bytes from a data: URL (the runner fetches nothing from the network)."""
-    param = f"messages.{index}.content.image_url"
     head, _, data = url.partition(",")
     if not (head.startswith("data:image/") and head.endswith(";base64")):
         raise Unsupported(f"{param}: only data:image/...;base64 URLs are accepted", param=param)
