@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import LLAMA
+from tests.servers import Runner
 from tests.test_openai import PNG
 
 TEXT = "".join(f"tok{i} " for i in range(12))
@@ -171,3 +172,14 @@ async def test_accepted_fields_that_ask_nothing(http, ollama):
     response = await http.post("/v1/responses", json={"model": LLAMA, "input": "hi", **fields})
     assert response.status_code == 200, response.text
     assert response.json()["metadata"] == {"k": "v"} and response.json()["store"] is False
+
+
+def test_auth_applies(standin_server):
+    env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
+    with Runner(env) as secured:
+        secured.wait_status("OK")
+        wrong = openai.OpenAI(base_url=secured.url + "/v1", api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.responses.create(model=LLAMA, input="hi")
+        right = openai.OpenAI(base_url=secured.url + "/v1", api_key="s3cret", max_retries=0)
+        assert right.responses.create(model=LLAMA, input="hi", max_output_tokens=1).usage.output_tokens == 1

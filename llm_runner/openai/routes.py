@@ -35,8 +35,7 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
     """Root routes (pinned=None, guarded by AUTH_TOKEN) or one model's live-runner routes
     (guarded only when LLM_RUNNER_LIVE_AUTH is on: an orchestrator forwards the client's header)."""
     router = APIRouter(tags=["openai"])
-    served = [pinned] if pinned else runtime.models
-    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    served, token = scope(runtime, pinned)
 
     @router.get("/ready", include_in_schema=False)
     async def ready() -> Response:
@@ -71,8 +70,7 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
 def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler:
     """`POST /v1/chat/completions` on the front door: at the root any served model may be named;
     under a model's prefix (pinned) only that one."""
-    served = [pinned] if pinned else runtime.models
-    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    served, token = scope(runtime, pinned)
     max_queue = runtime.settings.openai_max_queue
 
     async def chat_completions(incoming: Incoming) -> Reply:
@@ -99,8 +97,7 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
 
 def responses_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler:
     """`POST /v1/responses`, stateless, on the same core and the same model rules as chat."""
-    served = [pinned] if pinned else runtime.models
-    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    served, token = scope(runtime, pinned)
 
     async def responses(incoming: Incoming) -> Reply:
         incoming.check_token(token)
@@ -118,6 +115,13 @@ def responses_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Ha
         return JSONResponse(response_json(shape, events, end))
 
     return responses
+
+
+def scope(runtime: Runtime, pinned: ServedModel | None) -> tuple[list[ServedModel], str | None]:
+    """The models a path serves, and the token that guards it: the root (pinned=None) serves
+    all, guarded by AUTH_TOKEN; a model's prefix serves it, guarded only with LLM_RUNNER_LIVE_AUTH."""
+    served = [pinned] if pinned else runtime.models
+    return served, runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
 
 
 def served_model(served: list[ServedModel], pinned: ServedModel | None, model: str) -> ServedModel | Reply:
