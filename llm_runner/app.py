@@ -17,7 +17,7 @@ from llm_runner.livepeer.errors import livepeer_error
 from llm_runner.livepeer.routes import livepeer_router, llm_handler
 from llm_runner.middleware import OperatorAuth, RequestMetricsMiddleware
 from llm_runner.openai.errors import as_openai
-from llm_runner.openai.routes import chat_handler, openai_router
+from llm_runner.openai.routes import chat_handler, openai_router, responses_handler
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
 from llm_runner.status import status_router
@@ -70,7 +70,9 @@ def token_routes(runtime: Runtime) -> dict[str, FrontRoute]:
     for prefix, model in [("", None), *((f"/models/{m.slug}", m) for m in runtime.models)]:
         llm = FrontRoute(llm_handler(runtime, model or runtime.models[0], root=model is None), livepeer_error)
         chat = FrontRoute(chat_handler(runtime, model), as_openai)
+        responses = FrontRoute(responses_handler(runtime, model), as_openai)
         routes |= {f"{prefix}/llm": llm, f"{prefix}/llm/": llm, f"{prefix}/v1/chat/completions": chat}
+        routes[f"{prefix}/v1/responses"] = responses
     return routes
 
 

@@ -1,6 +1,6 @@
 """The front door: the token routes in plain ASGI, every other path through FastAPI.
 
-`POST /llm` and `POST /v1/chat/completions` (and their `/models/<slug>/` forms) carry every
+`POST /llm`, `POST /v1/chat/completions` and `POST /v1/responses` (and their `/models/<slug>/` forms) carry every
 token. Through FastAPI each such request passes a dozen layers (error and exception middleware,
 routing, dependency solving, request/response wrappers, and one send wrapper per layer for every
 token): more CPU per request than the rest of the relay. Here each such path maps straight to its
@@ -58,7 +58,9 @@ class Incoming:
             return model.model_validate_json(self.body)
         except ValidationError as exc:
             problems = exc.errors()
-            raise BadRequest(describe_validation_errors(problems), param=validation_param(problems)) from exc
+            raise BadRequest(
+                describe_validation_errors(problems, self.body), param=validation_param(problems, self.body)
+            ) from exc
 
 
 class Reply(Protocol):

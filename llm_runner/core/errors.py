@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -68,29 +69,69 @@ class UpstreamError(RunnerError):
         return self.kind in ("unreachable", "truncated", "upstream_5xx", "oom", "not_found", "timeout")
 
 
-def describe_validation_errors(errors: Sequence[Any]) -> str:
-    """One readable line per problem, e.g. `messages.0.role: Input should be 'system', ...`."""
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        if err.get("type") == "json_invalid":
-            parts.append("request body is not valid JSON")
-            continue
-        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+def describe_validation_errors(errors: Sequence[Any], raw: bytes | None = None) -> str:
+    """One readable line per problem, e.g. `messages.0.role: Input should be 'system', ...`;
+    `raw` (the request body) lets each be named by the path the request holds."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return "invalid request: request body is not valid JSON"
+    parts = [f"{_dotted(path) or 'body'}: {err.get('msg', 'invalid')}" for err, path in _deepest(errors, raw)]
     return "invalid request: " + "; ".join(parts)
 
 
-def validation_param(errors: Sequence[Any]) -> str | None:
+def validation_param(errors: Sequence[Any], raw: bytes | None = None) -> str | None:
     """The field a validation error is about, as OpenAI names it in `error.param` (`temperature`,
-    `messages.0.role`): the path all errors share (one union field fails once per alternative),
-    else the first error's."""
-    locs = [[str(p) for p in err.get("loc", ())] for err in errors]
-    if not locs:
+    `messages.0.role`), always a path the request holds: the path all errors share (one union
+    field fails once per alternative), else the first error's."""
+    paths = [path for _, path in _deepest(errors, raw)]
+    if not paths:
         return None
-    common = locs[0]
-    for loc in locs[1:]:
+    common = paths[0]
+    for path in paths[1:]:
         n = 0
-        while n < min(len(common), len(loc)) and common[n] == loc[n]:
+        while n < min(len(common), len(path)) and common[n] == path[n]:
             n += 1
         common = common[:n]
-    return ".".join(common or locs[0]) or None
+    path = common or paths[0]
+    return _dotted(path) if path else None
+
+
+_UNREAD = object()
+
+
+def _deepest(errors: Sequence[Any], raw: bytes | None) -> list[tuple[Any, list[str | int]]]:
+    """Each error with its path through the request, less those about a field another error
+    looks inside: of a union's alternatives, the one that got furthest tells what is wrong
+    (the unknown key in a content part, not "content is not a string")."""
+    try:
+        body = _UNREAD if raw is None else json.loads(raw)
+    except ValueError:
+        body = _UNREAD
+    held = [(err, _held_path(err, body)) for err in errors]
+    paths = [path for _, path in held]
+    return [(err, p) for err, p in held if not any(len(q) > len(p) and q[: len(p)] == p for q in paths)]
+
+
+def _held_path(err: Any, body: Any) -> list[str | int]:
+    """The error's location as a path through the request body. pydantic puts a union
+    alternative's name in `loc` (`content`, `list[ContentPart]`, `0`, `bogus`); the request has no
+    such key, so steps the body does not hold are left out, except the missing field itself."""
+    loc = list(err.get("loc", ()))
+    if body is _UNREAD:
+        return loc
+    path: list[str | int] = []
+    node = body
+    for i, step in enumerate(loc):
+        key = isinstance(node, dict) and isinstance(step, str) and step in node
+        index = isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        if key or index:
+            node = node[step]
+        elif not (err.get("type") == "missing" and i == len(loc) - 1):
+            continue
+        path.append(step)
+    return path
+
+
+def _dotted(path: list[str | int]) -> str:
+    """`messages.0.content`; a key that is empty or holds a dot is written as JSON (`""`,
+    `stream_options."a.b"`), so the path names it unambiguously."""
+    return ".".join(json.dumps(s) if isinstance(s, str) and (not s or "." in s) else str(s) for s in path)

@@ -17,6 +17,20 @@ STOP, LENGTH, ERROR, CANCELLED, DRAINED = "stop", "length", "error", "cancelled"
 BUSY, UNAVAILABLE, INVALID = "busy", "unavailable", "invalid"
 
 
+# A thinking model's reasoning, inline in the text before its answer (LLM_RUNNER_THINK=inline).
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"
+
+
+def split_thinking(content: str) -> tuple[str, str]:
+    """(reasoning, answer) of an earlier answer sent back with its reasoning inline, as this
+    runner streams it; ("", content) otherwise. Passed on as the message's reasoning, it reaches
+    the model's template as such (most drop it from earlier turns) instead of as tagged words."""
+    if not content.startswith(THINK_OPEN):
+        return "", content
+    thought, closed, answer = content[len(THINK_OPEN) :].partition(THINK_CLOSE.strip())
+    return (thought, answer.lstrip("\n")) if closed else ("", content)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCallEvent:
     index: int
@@ -44,3 +58,8 @@ class End:
 
 
 Event = str | Scored | ToolCallEvent | End
+
+
+def text_of(events: list[Event]) -> str:
+    """The answer's text, from the events of a non-streamed generation."""
+    return "".join(e if type(e) is str else e.text for e in events if type(e) is str or type(e) is Scored)

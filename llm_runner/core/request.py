@@ -28,6 +28,7 @@ class Message:
     images: tuple[str, ...] = ()  # base64-encoded image bytes
     tool_calls: tuple[ToolCall, ...] = ()
     tool_name: str | None = None  # role=tool: the function whose result this is
+    thinking: str = ""  # role=assistant: the reasoning the model gave before this earlier answer
 
 
 @dataclass(slots=True)
@@ -53,7 +54,7 @@ class GenerationRequest:
     labels: dict[str, str] = field(default_factory=dict)
 
     def prompt_chars(self) -> int:
-        return sum(len(m.content) for m in self.messages)
+        return sum(len(m.content) + len(m.thinking) for m in self.messages)
 
 
 def model_slug(model_id: str) -> str:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from llm_runner.auth import require_token
 from llm_runner.core.errors import BadRequest, RunnerError
-from llm_runner.core.events import DRAINED, ERROR
+from llm_runner.core.events import DRAINED, ERROR, text_of
 from llm_runner.core.request import GenerationRequest, Message, ServedModel
 from llm_runner.front import Handler, Incoming, Reply, declaration
 from llm_runner.hardware import gpu_info
@@ -31,7 +31,7 @@ from llm_runner.livepeer.contract import (
     Version,
 )
 from llm_runner.livepeer.errors import livepeer_error
-from llm_runner.livepeer.sse import completion_id, livepeer_finish, livepeer_stream, text_of
+from llm_runner.livepeer.sse import completion_id, livepeer_finish, livepeer_stream
 from llm_runner.runtime import Runtime
 from llm_runner.sse import SSEResponse
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from llm_runner import fastjson
-from llm_runner.core.events import LENGTH, STOP, End, Event, Scored
+from llm_runner.core.events import LENGTH, STOP, End, Scored
 from llm_runner.core.loop import Generation
 from llm_runner.sse import DONE_EVENT
 
@@ -68,7 +68,3 @@ async def livepeer_stream(generation: Generation) -> AsyncIterator[bytes]:
             yield DONE_EVENT
         elif type(event) is Scored and event.text:
             yield chunks.event(event.text, "", 0, generation.completion)
-
-
-def text_of(events: list[Event]) -> str:
-    return "".join(e if type(e) is str else e.text for e in events if type(e) is str or type(e) is Scored)

@@ -6,86 +6,54 @@ silently dropped (README has the table). Unknown fields are refused too, as Open
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from llm_runner.core.errors import Unsupported
-from llm_runner.core.request import GenerationRequest, Message, Tool, ToolCall
+from llm_runner.core.request import GenerationRequest, Tool
+from llm_runner.openai.messages import ChatMessage, Strict, refuse, to_messages
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ImageURL(_Open):
-    url: str
-    detail: str | None = None
-
-
-class ContentPart(_Open):
-    type: str
-    text: str | None = None
-    image_url: ImageURL | None = None
-
-
-class FunctionCall(_Open):
-    name: str
-    arguments: str = ""
-
-
-class ToolCallIn(_Open):
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
-
-
-class ChatMessage(BaseModel):
-    """One message; fields OpenAI defines that cannot be honoured are refused in `_messages`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCallIn] | None = None
-    tool_call_id: str | None = None
-    refusal: str | None = None  # an earlier assistant answer's refusal text: kept as its content
-    function_call: dict[str, Any] | None = None
-    audio: dict[str, Any] | None = None
-
-
-class FunctionDef(_Open):
+class FunctionDef(Strict):
     name: str
     description: str = ""
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class ToolDef(_Open):
+class ToolDef(Strict):
     type: Literal["function"]
     function: FunctionDef
 
 
-class JSONSchemaFormat(_Open):
+class JSONSchemaFormat(Strict):
     name: str = "response"
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
     description: str | None = None
 
 
-class ResponseFormat(_Open):
+class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
 
-class StreamOptions(_Open):
+class ChosenFunction(Strict):
+    name: str
+
+
+class ToolChoice(Strict):
+    type: Literal["function"]
+    function: ChosenFunction
+
+
+class StreamOptions(Strict):
     include_usage: bool = False
+    include_obfuscation: bool = False  # true asks for padding fields on chunks: refused
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     model: str
@@ -104,7 +72,7 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: ResponseFormat | None = None
     tools: list[ToolDef] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
     parallel_tool_calls: bool | None = None  # false: only the first call is passed on
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
@@ -125,41 +93,39 @@ class ChatCompletionRequest(BaseModel):
     function_call: str | dict[str, Any] | None = None
 
 
-def _refuse(param: str, why: str) -> Unsupported:
-    return Unsupported(f"{param} is not supported by this runner: {why}", param=param)
-
-
 def check_supported(chat: ChatCompletionRequest) -> None:
     """Refuse, naming the parameter, everything that would change the answer and cannot be done."""
     if chat.n not in (None, 1):
-        raise _refuse("n", "one choice per request (send several requests)")
+        raise refuse("n", "one choice per request (send several requests)")
     if chat.logit_bias:
-        raise _refuse("logit_bias", "Ollama has no logit bias")
+        raise refuse("logit_bias", "Ollama has no logit bias")
     if chat.audio is not None or (chat.modalities and set(chat.modalities) - {"text"}):
-        raise _refuse("audio" if chat.audio is not None else "modalities", "text output only")
+        raise refuse("audio" if chat.audio is not None else "modalities", "text output only")
     for name in ("prediction", "reasoning_effort", "verbosity", "web_search_options", "functions", "function_call"):
         if getattr(chat, name) is not None:
             hint = " (use tools)" if name.startswith("function") else ""
-            raise _refuse(name, f"no such feature upstream{hint}")
+            raise refuse(name, f"no such feature upstream{hint}")
     if chat.store:
-        raise _refuse("store", "completions are not stored")
+        raise refuse("store", "completions are not stored")
     if chat.service_tier not in (None, "auto", "default"):
-        raise _refuse("service_tier", "one tier only")
+        raise refuse("service_tier", "one tier only")
+    if chat.stream_options is not None and chat.stream_options.include_obfuscation:
+        raise refuse("stream_options.include_obfuscation", "chunks carry no obfuscation padding")
     if chat.top_logprobs is not None and not chat.logprobs:
-        raise _refuse("top_logprobs", "needs logprobs: true")
+        raise refuse("top_logprobs", "needs logprobs: true")
 
 
 def forced_tool(chat: ChatCompletionRequest) -> ToolDef | None:
     """The tool a `tool_choice` forces, if any. Ollama cannot force a call, so the runner does it
     with structured output: the model must answer with that function's arguments."""
     choice, tools = chat.tool_choice, chat.tools or []
-    if choice is None or choice in ("auto", "none"):
-        return None
-    if choice == "required":
+    if not isinstance(choice, ToolChoice):
+        if choice != "required":
+            return None
         if len(tools) == 1:
             return tools[0]
-        raise _refuse("tool_choice", "'required' needs exactly one tool (or name the function)")
-    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        raise refuse("tool_choice", "'required' needs exactly one tool (or name the function)")
+    name = choice.function.name
     for tool in tools:
         if tool.function.name == name:
             return tool
@@ -173,9 +139,11 @@ def to_generation(chat: ChatCompletionRequest, model_id: str) -> GenerationReque
     output_format: str | dict[str, Any] | None = None
     if forced is not None:
         output_format = forced.function.parameters or {"type": "object"}
-    elif chat.response_format is not None and chat.response_format.type == "json_object":
-        output_format = "json"
-    elif chat.response_format is not None and chat.response_format.type == "json_schema":
+    elif chat.response_format is not None and chat.response_format.type != "json_schema":
+        if chat.response_format.json_schema is not None:
+            raise refuse("response_format.json_schema", f"a {chat.response_format.type} format has no schema")
+        output_format = "json" if chat.response_format.type == "json_object" else None
+    elif chat.response_format is not None:  # json_schema
         spec = chat.response_format.json_schema
         if spec is None or not spec.schema_:
             raise Unsupported("response_format.json_schema.schema is required", param="response_format")
@@ -183,7 +151,7 @@ def to_generation(chat: ChatCompletionRequest, model_id: str) -> GenerationReque
     stop = (chat.stop,) if isinstance(chat.stop, str) else tuple(chat.stop or ())
     return GenerationRequest(
         model_id=model_id,
-        messages=_messages(chat.messages),
+        messages=to_messages(chat.messages),
         stream=bool(chat.stream),
         max_tokens=chat.max_completion_tokens or chat.max_tokens,
         temperature=chat.temperature,
@@ -202,50 +170,3 @@ def to_generation(chat: ChatCompletionRequest, model_id: str) -> GenerationReque
 
 def _tool(tool: ToolDef) -> Tool:
     return Tool(tool.function.name, tool.function.description, tool.function.parameters)
-
-
-def _messages(messages: list[ChatMessage]) -> list[Message]:
-    names: dict[str, str] = {}  # tool_call_id → function name, for tool results
-    out: list[Message] = []
-    for index, m in enumerate(messages):
-        if m.function_call is not None or m.audio is not None:
-            name = "function_call" if m.function_call is not None else "audio"
-            raise _refuse(f"messages.{index}.{name}", "use tool_calls; audio is not supported")
-        if m.name is not None and m.role != "tool":
-            raise _refuse(f"messages.{index}.name", "Ollama has no participant names")
-        text, images = _content(m.content, index)
-        text = text or (m.refusal or "")
-        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
-        names.update((c.id, c.name) for c in calls)
-        role = "system" if m.role == "developer" else m.role
-        tool_name = (names.get(m.tool_call_id or "") or m.name) if m.role == "tool" else None
-        out.append(Message(role, text, images, calls, tool_name))
-    return out
-
-
-def _content(content: str | list[ContentPart] | None, index: int) -> tuple[str, tuple[str, ...]]:
-    if content is None or isinstance(content, str):
-        return content or "", ()
-    texts: list[str] = []
-    images: list[str] = []
-    for part in content:
-        if part.type in ("text", "refusal"):
-            texts.append(part.text or getattr(part, "refusal", "") or "")
-        elif part.type == "image_url" and part.image_url is not None:
-            images.append(_image(part.image_url.url, index))
-        else:
-            raise _refuse(f"messages.{index}.content.{part.type}", "text and image_url parts only")
-    return "".join(texts), tuple(images)
-
-
-def _image(url: str, index: int) -> str:
-    """Base64 image bytes from a data: URL (the runner fetches nothing from the network)."""
-    param = f"messages.{index}.content.image_url"
-    head, _, data = url.partition(",")
-    if not (head.startswith("data:image/") and head.endswith(";base64")):
-        raise Unsupported(f"{param}: only data:image/...;base64 URLs are accepted", param=param)
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise Unsupported(f"{param}: the base64 data is invalid", param=param) from None
-    return data

@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/models`, `/v1/models/{id}`.
+"""OpenAI-compatible routes: `/v1/chat/completions`, `/v1/responses`, `/v1/models`, `/v1/models/{id}`.
 
 Served at the root (any served model may be named) and under each model's prefix
 `/models/<slug>/v1/...`, the path a live runner registers: there the path pins the model, so a
@@ -13,11 +13,16 @@ from fastapi.responses import JSONResponse, Response
 
 from llm_runner.auth import check_bearer
 from llm_runner.core.errors import BadRequest, NotReady, RunnerError
+from llm_runner.core.events import End, Event
+from llm_runner.core.loop import Generation
 from llm_runner.core.request import ServedModel
 from llm_runner.errors import log_refusal
 from llm_runner.front import Handler, Incoming, Reply, declaration
 from llm_runner.openai.errors import openai_error
 from llm_runner.openai.protocol import ChatCompletionRequest, forced_tool, to_generation
+from llm_runner.openai.responses import ResponseRequest
+from llm_runner.openai.responses import to_generation as responses_generation
+from llm_runner.openai.responses_out import ResponseShape, ResponsesStream, response_json
 from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
 from llm_runner.sse import SSEResponse
@@ -31,8 +36,7 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
     """Root routes (pinned=None, guarded by AUTH_TOKEN) or one model's live-runner routes
     (guarded only when LLM_RUNNER_LIVE_AUTH is on: an orchestrator forwards the client's header)."""
     router = APIRouter(tags=["openai"])
-    served = [pinned] if pinned else runtime.models
-    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    served, token = scope(runtime, pinned)
 
     @router.get("/ready", include_in_schema=False)
     async def ready() -> Response:
@@ -65,27 +69,22 @@ def openai_router(runtime: Runtime, pinned: ServedModel | None = None) -> APIRou
         return openai_error(404, f"model {model_id!r} not found", "not_found_error", "model")
 
     router.add_api_route("/v1/chat/completions", declaration(ChatCompletionRequest), methods=["POST"])
+    router.add_api_route("/v1/responses", declaration(ResponseRequest), methods=["POST"])
     return router
 
 
 def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler:
     """`POST /v1/chat/completions` on the front door: at the root any served model may be named;
     under a model's prefix (pinned) only that one."""
-    served = [pinned] if pinned else runtime.models
-    token = runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+    served, token = scope(runtime, pinned)
     max_queue = runtime.settings.openai_max_queue
 
     async def chat_completions(incoming: Incoming) -> Reply:
         incoming.check_token(token)
         chat = incoming.parse(ChatCompletionRequest)
-        target = next((m for m in served if m.model_id == chat.model), None)
-        if target is None:
-            names = ", ".join(repr(m.model_id) for m in served)
-            if pinned is not None:
-                raise BadRequest(f"this path serves only {names}, not {chat.model!r}", param="model")
-            message = f"model {chat.model!r} not found; served: {names}"
-            log_refusal("POST", incoming.scope["path"], 404, message)
-            return openai_error(404, message, "not_found_error")
+        target = served_model(served, pinned, chat.model, incoming.scope["path"])
+        if not isinstance(target, ServedModel):
+            return target
         job = to_generation(chat, target.model_id)
         job.session = incoming.header(b"livepeer-session-id")
         forced = forced_tool(chat)
@@ -96,11 +95,59 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             stream = OpenAIStream(generation, include_usage, forced_name, one_call)
             return SSEResponse(stream.body(), generation.close)
-        events, end = await generation.collect(incoming.receive)
-        if end.error:
-            failed = NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
-            failed.accounted = True  # the generation's summary line says it already
-            raise failed
+        events, end = await collected(generation, incoming)
         return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
 
     return chat_completions
+
+
+def responses_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler:
+    """`POST /v1/responses`, stateless, on the same core and the same model rules as chat."""
+    served, token = scope(runtime, pinned)
+
+    async def responses(incoming: Incoming) -> Reply:
+        incoming.check_token(token)
+        req = incoming.parse(ResponseRequest)
+        target = served_model(served, pinned, req.model, incoming.scope["path"])
+        if not isinstance(target, ServedModel):
+            return target
+        job = responses_generation(req, target.model_id)
+        job.session = incoming.header(b"livepeer-session-id")
+        generation = await runtime.loop.start(job, incoming.receive, runtime.settings.openai_max_queue)
+        shape = ResponseShape(req, target.model_id)
+        if job.stream:
+            return SSEResponse(ResponsesStream(generation, shape).body(), generation.close)
+        events, end = await collected(generation, incoming)
+        return JSONResponse(response_json(shape, events, end))
+
+    return responses
+
+
+def scope(runtime: Runtime, pinned: ServedModel | None) -> tuple[list[ServedModel], str | None]:
+    """The models a path serves, and the token that guards it: the root (pinned=None) serves
+    all, guarded by AUTH_TOKEN; a model's prefix serves it, guarded only with LLM_RUNNER_LIVE_AUTH."""
+    served = [pinned] if pinned else runtime.models
+    return served, runtime.settings.auth_token if pinned is None or runtime.settings.live_auth else None
+
+
+def served_model(served: list[ServedModel], pinned: ServedModel | None, model: str, path: str) -> ServedModel | Reply:
+    """The model a request names: at the root any served one (else 404), under a prefix only it."""
+    target = next((m for m in served if m.model_id == model), None)
+    if target is not None:
+        return target
+    names = ", ".join(repr(m.model_id) for m in served)
+    if pinned is not None:
+        raise BadRequest(f"this path serves only {names}, not {model!r}", param="model")
+    message = f"model {model!r} not found; served: {names}"
+    log_refusal("POST", path, 404, message)
+    return openai_error(404, message, "not_found_error")
+
+
+async def collected(generation: Generation, incoming: Incoming) -> tuple[list[Event], End]:
+    """A non-streamed answer's events; a failure is the face's error, not a half answer."""
+    events, end = await generation.collect(incoming.receive)
+    if end.error:
+        failed = NotReady(end.error) if end.reason == "drained" else RunnerError(end.error)
+        failed.accounted = True  # the generation's summary line says it already
+        raise failed
+    return events, end

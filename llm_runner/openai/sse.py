@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llm_runner import fastjson
-from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent
+from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent, text_of
 from llm_runner.core.loop import Generation
 from llm_runner.core.request import ToolCall
 from llm_runner.sse import DONE_EVENT
@@ -57,6 +57,12 @@ def logprobs_json(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for e in entries
     ]
+
+
+def logprobs_object(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's `logprobs`: OpenAI's spec requires `refusal` beside `content` (this runner
+    never refuses in words, so it is null)."""
+    return {"content": logprobs_json(entries), "refusal": None}
 
 
 class OpenAIStream:
@@ -112,7 +118,7 @@ class OpenAIStream:
                     forced_text.append(event.text)  # type: ignore[union-attr]
                     continue
                 delta = {"content": event.text}  # type: ignore[union-attr]
-                yield self.chunk(delta, None, logprobs={"content": logprobs_json(event.logprobs)})  # type: ignore[union-attr]
+                yield self.chunk(delta, None, logprobs=logprobs_object(event.logprobs))  # type: ignore[union-attr]
             elif kind is ToolCallEvent:
                 if self.one_call and calls:
                     continue
@@ -146,18 +152,18 @@ def completion_json(
     generation: Generation, events: list[Event], end: End, forced_tool: str | None, one_call: bool = False
 ) -> dict[str, Any]:
     """One non-streamed `chat.completion`."""
-    text = "".join(e if type(e) is str else e.text for e in events if type(e) in (str, Scored))  # type: ignore[union-attr]
+    text = text_of(events)
     calls = [tool_call_json(e.call) for e in events if type(e) is ToolCallEvent]  # type: ignore[union-attr]
     calls = calls[:1] if one_call else calls
     if forced_tool is not None and end.reason != DRAINED:
         calls.append(tool_call_json(ToolCall(f"call_{uuid.uuid4().hex[:24]}", forced_tool, text)))
         text = ""
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
     choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(end, bool(calls))}
     scored = [entry for e in events if type(e) is Scored for entry in e.logprobs]  # type: ignore[union-attr]
-    choice["logprobs"] = {"content": logprobs_json(scored)} if generation.request.top_logprobs is not None else None
+    choice["logprobs"] = logprobs_object(scored) if generation.request.top_logprobs is not None else None
     return {
         "id": completion_id(),
         "object": "chat.completion",

@@ -24,7 +24,7 @@ import httpx
 
 from llm_runner import fastjson
 from llm_runner.core.errors import UpstreamError
-from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
+from llm_runner.core.events import LENGTH, STOP, THINK_CLOSE, THINK_OPEN, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
 from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
@@ -46,8 +46,6 @@ from llm_runner.upstream.ollama_wire import (
     short_tag,
     tool_call,
 )
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"
 
 
 class OllamaUpstream:

@@ -21,6 +21,8 @@ def ollama_message(message: Message) -> dict[str, Any]:
         ]
     if message.tool_name:
         out["tool_name"] = message.tool_name
+    if message.thinking:
+        out["thinking"] = message.thinking
     return out
 
 
