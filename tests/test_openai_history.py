@@ -133,6 +133,9 @@ REFUSED = [
     ),
     ("tool_choice", {"tools": [WEATHER], "tool_choice": "sometimes"}),
     ('""', {"": 1}),
+    ("stream", {"stream": "yes"}),
+    ("stream", {"stream": 1}),
+    ("messages.0.content", {"messages": [{"role": "user", "content": None}]}),
     ('stream_options.""', {"stream": True, "stream_options": {"": True}}),
     ('"a.b"', {"a.b": 1}),
 ]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from llm_runner.core.errors import Unsupported
+from llm_runner.core.errors import BadRequest, Unsupported
 from llm_runner.core.events import split_thinking
 from llm_runner.core.request import Message, ToolCall
 
@@ -108,6 +108,10 @@ def _check(m: ChatMessage, index: int) -> None:
         raise refuse(f"messages.{index}.audio", "text only; audio answers cannot be sent back")
     if given(m.annotations):
         raise refuse(f"messages.{index}.annotations", "Ollama messages carry no citations")
+    if m.content is None and m.role != "assistant":  # only an answer may be all tool calls or refusal
+        raise BadRequest(
+            f"messages.{index}.content: a {m.role} message needs content", param=f"messages.{index}.content"
+        )
     if m.name is not None and m.role != "tool":
         raise refuse(f"messages.{index}.name", "Ollama has no participant names")
 

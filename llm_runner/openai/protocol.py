@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from llm_runner.core.errors import Unsupported
 from llm_runner.core.request import GenerationRequest, Tool
@@ -64,7 +64,7 @@ class ChatCompletionRequest(Strict):
     top_p: float | None = Field(None, ge=0, le=1)
     top_k: int | None = Field(None, ge=0)  # not OpenAI's, but vLLM's and common
     n: int | None = Field(None, ge=1)
-    stream: bool | None = False
+    stream: StrictBool | None = False  # "yes" or 1 is a mistake to name, not a choice to guess
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, StrictBool, Tag
 
 from llm_runner.core.events import split_thinking
 from llm_runner.core.request import GenerationRequest, Message
@@ -89,7 +89,7 @@ class ResponseRequest(Strict):
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    stream: bool | None = False
+    stream: StrictBool | None = False
     stream_options: ResponsesStreamOptions | None = None
     text: TextConfig | None = None
     store: bool | None = None
