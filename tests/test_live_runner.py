@@ -151,6 +151,9 @@ def test_generated_runners_json_passes_the_orchestrators_own_validation(tmp_path
     assert refused.returncode == 2 and "price" in refused.stderr
     refused = cli("runners-json", "--model-id", LLAMA, "--metadata", "x" * 2000, "--no-gpu")
     assert refused.returncode == 2 and "metadata" in refused.stderr
+    refused = cli("runners-json", "--model-id", LLAMA, "--url", "localhost:8000", "--no-gpu")
+    assert refused.returncode == 2 and "--url 'localhost:8000'" in refused.stderr
+    assert "http://localhost:8000" in refused.stderr and "health_url" not in refused.stderr
 
 
 async def test_dynamic_registration_follows_the_runner_and_unregisters_on_sigterm(own_ollama):

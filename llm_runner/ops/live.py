@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from llm_runner.hardware import gpu_info
+from llm_runner.live.go_url import is_http_url
 from llm_runner.live.runners_json import (
     EntryOptions,
     RunnersJSONError,
@@ -42,6 +43,9 @@ def runners_json(args: argparse.Namespace) -> int:
     settings = load_settings()
     given = [m.strip() for item in args.model_id or [] for m in item.split(",") if m.strip()]
     ids = given or settings.model_ids or [DEFAULT_OLLAMA_MODEL]
+    if not is_http_url(args.url):
+        example = args.url if "://" in args.url else "http://" + args.url
+        return fail(f"--url {args.url!r} is not an absolute http(s) URL with a host: e.g. --url {example}")
     labels = args.label or []
     if labels and len(labels) != len(ids):
         return fail(f"--label given {len(labels)} time(s) for {len(ids)} model(s)")
