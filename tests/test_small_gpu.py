@@ -203,3 +203,14 @@ async def test_shutting_down_keeps_the_readiness_url_up_while_the_model_still_st
             assert answer.json()["streaming"] == 1
             rest = [line async for line in lines if line]
         assert rest[-1] == "data: [DONE]"
+
+
+def test_doctor_says_what_does_not_fit_and_what_is_on_the_cpu(own_ollama):
+    own_ollama.script(vram_mb=4096, model_vram_mb=SIZES)
+    httpx.post(own_ollama.url + "/api/chat", json={"model": LLAMA_TAG, "messages": []}, timeout=10)  # loaded by hand
+    env = {"OLLAMA_HOST": own_ollama.url + "?vram_mb=4096", "MODEL_ID": LLAMA}
+    result = cli("doctor", "--runner-url", "http://127.0.0.1:9", env=env)
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("FAIL") and "needs ~6.3 GB" in line and "4.0 GB" in line for line in lines), lines
+    assert any(line.startswith("FAIL") and "llama3.1:8b is loaded 36% on the CPU" in line for line in lines), lines

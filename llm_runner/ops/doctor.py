@@ -91,7 +91,44 @@ class Doctor:
         """Every upstream in OLLAMA_HOST: reachable, and holding the models it should serve."""
         for spec in self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]:
             served = {m: t for m, t in tags.items() if spec.models is None or m in spec.models}
+            self.check_fit(spec.url, served, spec.vram_mb or self.settings.vram_mb)
             await self.check_upstream(OllamaUpstream(spec.url, self.settings), served)
+
+    def check_fit(self, host: str, tags: dict[str, str], vram_mb: int | None) -> None:
+        """Whether the served models fit the card together (else the runner swaps them), or at all."""
+        needs = {m: gb for m in tags if (gb := self.catalog.vram_gb(m))}
+        if vram_mb is None or not needs:
+            return
+        card = vram_mb / 1024
+        for model_id, gb in needs.items():
+            if gb > card:
+                self.report(
+                    False,
+                    f"{model_id} needs ~{gb:g} GB but {host} has {card:.1f} GB: it would run partly on the CPU "
+                    "(refused unless LLM_RUNNER_ALLOW_OFFLOAD=true); `llm-runner models --vram` lists what fits",
+                )
+        if len(needs) > 1 and sum(needs.values()) > card:
+            total = " + ".join(f"{gb:g}" for gb in needs.values())
+            self.report(
+                None,
+                f"the models served on {host} need {total} GB together, the card {card:.1f} GB: the runner keeps "
+                "what fits loaded and swaps the others in on demand (each swap costs a load)",
+            )
+
+    async def check_loaded(self, backend: OllamaUpstream) -> None:
+        """What Ollama has in memory now, and how much of each model is on the CPU."""
+        for resident in await backend.ps():
+            size = resident.size / 2**30
+            if resident.size_vram and resident.offload_fraction > 0:
+                self.report(
+                    None if self.settings.allow_offload else False,
+                    f"{resident.tag} is loaded {resident.offload_fraction:.0%} on the CPU at {backend.name} "
+                    f"({size * resident.offload_fraction:.1f} of {size:.1f} GB): several times slower; "
+                    "a smaller quantisation or LLM_RUNNER_NUM_CTX, or fewer slots, makes it fit",
+                )
+            else:
+                where = "all on the GPU" if resident.size_vram else "on the CPU: no GPU in use"
+                self.report(True, f"{resident.tag} loaded at {backend.name} ({size:.1f} GB, {where})")
 
     async def check_upstream(self, backend: OllamaUpstream, tags: dict[str, str]) -> None:
         host = backend.name
@@ -110,6 +147,7 @@ class Doctor:
                 else:
                     found = observed(info.details, info.model_info)
                     self.report(True, f"{tag} present in Ollama at {host}: {found}, as {model_id} names")
+            await self.check_loaded(backend)
         except UpstreamError as exc:
             self.report(
                 False,
