@@ -74,6 +74,14 @@ RUNNER_METRICS = {
     "llm_runner_upstream_down_seconds": {"upstream"},
     "llm_runner_upstream_in_flight": {"upstream"},
     "llm_runner_readiness_flips_total": {"model"},
+    "llm_runner_model_resident": {"upstream", "model"},
+    "llm_runner_model_offload_ratio": {"upstream", "model"},
+    "llm_runner_model_load_seconds": {"upstream", "model"},
+    "llm_runner_model_swaps_total": {"upstream"},
+    "llm_runner_unplanned_unloads_total": {"upstream"},
+    "llm_runner_model_tokens_per_second": {"model"},
+    "llm_runner_model_ttft_p50_seconds": {"model"},
+    "llm_runner_advertised_capacity": {"model"},
 }
 # Labels Prometheus itself adds to every scraped series (job, instance) and ours from prometheus/*.yml (host).
 TARGET_LABELS = {"job", "instance", "host"}
@@ -448,7 +456,8 @@ def test_dashboard_shows_every_runner_metric_with_its_own_labels():
         assert labels <= allowed, f"{where}: {sorted(labels - allowed)} not labels of {sorted(names)}"
     titles = " | ".join(p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]).lower()
     for needed in ["first token p50 / p95", "tokens per second", "in flight, queued", "errors by kind",
-                   "model state", "upstream state", "context window full", "readiness flips"]:  # fmt: skip
+                   "model state", "upstream state", "context window full", "readiness flips",
+                   "loaded models", "swaps", "measured speed"]:  # fmt: skip
         assert needed in titles
 
 
