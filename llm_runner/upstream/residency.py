@@ -205,9 +205,9 @@ class Residency:
             return None
         since, _, target = min(wanted)
         victims = self._victims(h, target)
-        busy = [v for v in victims if self.demand.waiting_since(v.model_id) is not None or v.in_flight]
-        if busy and now - since < self.policy.swap_wait_s:
-            return None  # serve what is loaded first, for a bounded time
+        queued = [v for v in victims if self.demand.waiting_since(v.model_id) is not None]
+        if queued and now - since < self.policy.swap_wait_s:
+            return None  # serve what is loaded first while it has a queue, for a bounded time
         if self._budget_wait(h.name, now) > 0:
             return None
         return target, victims
