@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from llm_runner.core.errors import NotReady, UpstreamError
 from llm_runner.upstream.base import ModelInfo, Upstream
 from llm_runner.upstream.canary import CanaryPolicy, check_idle
-from llm_runner.upstream.residency import Residency, ResidencyPolicy
+from llm_runner.upstream.residency import Residency, ResidencyPolicy, nap
 from llm_runner.upstream.states import (
     CANARY,
     CHECKING,
@@ -224,13 +224,7 @@ class Lifecycle:
             await self._sleep(upstream.name, self.interval_s * (2 if pending else 1))
 
     async def _sleep(self, name: str, seconds: float) -> None:
-        wake = self._wakes[name]
-        try:
-            async with asyncio.timeout(seconds):
-                await wake.wait()
-        except TimeoutError:
-            pass
-        wake.clear()
+        await nap(self._wakes[name], seconds)
 
     async def _prepare(self, upstream: Upstream, state: ModelState) -> bool:
         """Check, pull and warm one model on one upstream. False means: try again later."""

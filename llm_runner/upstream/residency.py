@@ -38,6 +38,16 @@ DEFAULT_LOAD_S = 30.0  # a load's length before one has been measured on that up
 SWAP_TICK_S = 0.25  # how often a pending swap's conditions are looked at again
 
 
+async def nap(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep up to `seconds`, less when woken; the wake is used up."""
+    try:
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+    except TimeoutError:
+        pass
+    wake.clear()
+
+
 class Demand(Protocol):
     def waiting_since(self, model_id: str) -> float | None:
         """When the oldest request still waiting for this model arrived (monotonic), or None."""
@@ -181,12 +191,7 @@ class Residency:
         """One upstream's swap loop (idle while its models fit)."""
         h, wake = self.health[upstream.name], self._wakes[upstream.name]
         while True:
-            try:
-                async with asyncio.timeout(SWAP_TICK_S):
-                    await wake.wait()
-            except TimeoutError:
-                pass
-            wake.clear()
+            await nap(wake, SWAP_TICK_S)
             if not h.swapping or h.down_since is not None or self.demand is None:
                 continue
             chosen = self._next_swap(h)
@@ -239,12 +244,7 @@ class Residency:
         self.notify()
         try:
             while any(v.in_flight for v in victims):  # never unload under a stream: let them end
-                try:
-                    async with asyncio.timeout(SWAP_TICK_S):
-                        await self._wakes[name].wait()
-                except TimeoutError:
-                    pass
-                self._wakes[name].clear()
+                await nap(self._wakes[name], SWAP_TICK_S)
             for victim in victims:
                 victim.resident = False  # before the call: a probe meanwhile must not count it as unplanned
                 await upstream.unload(victim.tag)
