@@ -145,7 +145,7 @@ def report(name: str, tally: Tally, minutes: float, extra: dict) -> None:
         "ttft_p50_s": round(quantile(tally.first_tokens, 0.5), 3) if tally.first_tokens else None,
         **extra,
     }
-    print(f"{name} ({minutes:g} min): " + json.dumps(facts))
+    print(f"{name} ({minutes:g} min): " + json.dumps(facts), flush=True)
 
 
 def ollama_alone(args: argparse.Namespace) -> None:

@@ -30,7 +30,8 @@ from typing import Any
 
 MB = 1 << 20
 DEFAULT_MODEL_MB = 5_600  # an 8B Q4_K_M at 4k context, as Ollama's /api/ps reports it
-DEFAULT_MODELS_PER_GPU = 3  # Ollama's default OLLAMA_MAX_LOADED_MODELS per GPU
+DEFAULT_MODELS_PER_GPU = 3
+DEFAULT_KEEP_ALIVE_S = 300.0  # OLLAMA_KEEP_ALIVE's default  # Ollama's default OLLAMA_MAX_LOADED_MODELS per GPU
 
 
 @dataclass(eq=False)
@@ -63,7 +64,7 @@ class GPU:
         self.owner = owner  # the stand-in: its script is replaced on /_reset
         self.loaded: dict[str, Loaded] = {}
         self.stats = GPUStats()
-        self._pending: asyncio.Queue[tuple[str, float, asyncio.Future[Loaded]]] = asyncio.Queue()
+        self._pending: asyncio.Queue[tuple[str, float | None, asyncio.Future[Loaded]]] = asyncio.Queue()
         self._unloaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,12 +83,12 @@ class GPU:
     def size_mb(self, tag: str) -> int:
         return int(self.script.model_vram_mb.get(tag, DEFAULT_MODEL_MB))
 
-    async def acquire(self, tag: str, keep_alive_s: float) -> Loaded:
+    async def acquire(self, tag: str, keep_alive_s: float | None) -> Loaded:
         """A reference to the loaded model, loading it (and evicting others) first if needed."""
         while self.script.wedged:  # noqa: ASYNC110 (a knob set over HTTP, as a plain field)
             await asyncio.sleep(0.05)
         if not self.on:  # no budget: every model counts as loaded
-            return Loaded(tag, 0, 0, keep_alive_s, refs=1)
+            return Loaded(tag, 0, 0, -1, refs=1)
         runner = self.loaded.get(tag)
         if runner is not None:
             self._use(runner, keep_alive_s)
@@ -176,19 +177,23 @@ class GPU:
         ordered = sorted(self.loaded.values(), key=lambda r: (_duration(r.keep_alive_s), r.tag))
         return next((r for r in ordered if r.refs == 0), ordered[0])
 
-    async def _load(self, tag: str, keep_alive_s: float) -> Loaded:
+    async def _load(self, tag: str, keep_alive_s: float | None) -> Loaded:
         await asyncio.sleep(self.script.load_seconds)
         size = self.size_mb(tag)
         free = self.script.vram_mb - sum(r.vram_mb for r in self.loaded.values())
-        runner = Loaded(tag, size, min(size, max(free, 0)), keep_alive_s)
+        runner = Loaded(
+            tag, size, min(size, max(free, 0)), DEFAULT_KEEP_ALIVE_S if keep_alive_s is None else keep_alive_s
+        )
         self.loaded[tag] = runner
         self.stats.loads[tag] = self.stats.loads.get(tag, 0) + 1
         return runner
 
-    def _use(self, runner: Loaded, keep_alive_s: float) -> None:
+    def _use(self, runner: Loaded, keep_alive_s: float | None) -> None:
+        """useLoadedRunner: a request's own keep_alive replaces the model's, even a victim's 0."""
         runner.refs += 1
         self._stop_timer(runner)
-        runner.keep_alive_s = keep_alive_s
+        if keep_alive_s is not None:
+            runner.keep_alive_s = keep_alive_s
 
     def _expire(self, runner: Loaded) -> None:
         runner.timer = None
@@ -209,11 +214,11 @@ class GPU:
         runner.expires_at = None
 
 
-def keep_alive_seconds(value: Any) -> float:
+def keep_alive_seconds(value: Any) -> float | None:
     """Ollama's keep_alive: a number of seconds or a Go duration ("1h30m", "-1s"); negative is for
-    ever; absent is 5m."""
+    ever; None when absent (a load then keeps OLLAMA_KEEP_ALIVE's 5m, a loaded model its own)."""
     if value is None:
-        return 300.0
+        return None
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()

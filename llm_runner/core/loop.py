@@ -71,6 +71,7 @@ class GenerationLoop:
         self.cutting = False  # the drain period is over: every stream ends with `drained`
         self.live: set[Generation] = set()
         self.speed = Speed()
+        self.drained = asyncio.Event()  # set once draining and no stream is open
 
     async def start(self, request: GenerationRequest, receive: Receive, max_queue: int | None = None) -> Generation:
         """Admit the request and wait for its first event. Raises RunnerError (accounted) when it
@@ -143,6 +144,8 @@ class GenerationLoop:
         self.draining = True
         self.admission.close("runner is shutting down; send the request to another runner")
         asyncio.get_running_loop().call_later(timeout_s, self._cut)
+        if not self.live:
+            self.drained.set()
 
     def _cut(self) -> None:
         self.cutting = True
@@ -276,6 +279,8 @@ class Generation:
             self.ended = True
             self.lease.release()
             self.loop.live.discard(self)
+            if self.loop.draining and not self.loop.live:
+                self.loop.drained.set()
             self.loop.metrics.upstream_tokens.labels(self.lease.upstream.name).inc(end.completion_tokens)
             self.loop.account(self.request, end, self.arrived, self.first_at)
         return end

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -59,10 +61,24 @@ def _serve(args: argparse.Namespace) -> int:
     runtime = app.state.runtime
 
     class DrainingServer(uvicorn.Server):
-        """On SIGTERM/SIGINT: refuse new generations at once, let running streams finish."""
+        """On SIGTERM/SIGINT: refuse new generations at once, but keep listening (the readiness URL
+        answers: an orchestrator that cannot reach it releases the sessions still streaming) until
+        the open streams end or the drain period cuts them; then stop. A second signal stops now."""
+
+        signalled = False
 
         def handle_exit(self, sig: int, frame: object) -> None:
+            if self.signalled:
+                super().handle_exit(sig, frame)  # type: ignore[arg-type]
+                return
+            self.signalled = True
             runtime.begin_drain()
+            loop = asyncio.get_event_loop()  # signals are handled on the server's own thread
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.exit_when_drained(sig, frame)))
+
+        async def exit_when_drained(self, sig: int, frame: object) -> None:
+            with contextlib.suppress(TimeoutError):  # the drain period cuts streams; this is a backstop
+                await asyncio.wait_for(runtime.loop.drained.wait(), settings.drain_timeout_s + 5)
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
     config = uvicorn.Config(
