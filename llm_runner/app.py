@@ -21,6 +21,7 @@ from llm_runner.openai.routes import chat_handler, openai_router, responses_hand
 from llm_runner.runtime import Runtime
 from llm_runner.settings import Settings
 from llm_runner.status import status_router
+from llm_runner.usage import usage_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(livepeer_router(runtime, model, root=False), prefix=prefix)
         app.include_router(openai_router(runtime, pinned=model), prefix=prefix)
     app.include_router(status_router(runtime))
+    app.include_router(usage_router(runtime.loop.receipts))
 
     app.openapi = lambda: contract_openapi(app)  # type: ignore[method-assign]
     routes = token_routes(runtime)

@@ -43,13 +43,13 @@ def _endpoint_label(scope: Scope) -> str:
 
 
 class OperatorAuth:
-    """With AUTH_TOKEN set, the operator pages (/status, /metrics, /docs, /redoc, /openapi.json)
+    """With AUTH_TOKEN set, the operator pages (/status, /usage, /metrics, /docs, /redoc, /openapi.json)
     need it too; only the health and readiness URLs stay open. LLM_RUNNER_METRICS_OPEN lets an
     in-network Prometheus scrape /metrics without it."""
 
     def __init__(self, app: ASGIApp, token: str | None, metrics_open: bool) -> None:
         self.app, self.token = app, token
-        self.guarded = {"/status", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+        self.guarded = {"/status", "/usage", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
         if not metrics_open:
             self.guarded.add("/metrics")
 

@@ -229,6 +229,19 @@ class Settings(BaseSettings):
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    max_tokens_cap: int | None = Field(
+        None,
+        ge=1,
+        description="The most output tokens a call may ask (max_tokens); a call asking more, or none while "
+        "num_ctx is larger, is refused with 400 before any work. Set it to what a fixed price per call "
+        "covers (`llm-runner price --unit fixed` prints it); a dynamic registration priced fixed needs it.",
+    )
+    usage_window_s: float = Field(
+        3600.0, gt=0, description="How long /usage keeps a Livepeer session's sums after its last call."
+    )
+    usage_max_sessions: int = Field(
+        10_000, ge=1, description="Sessions /usage keeps at most (the longest idle is dropped first, and counted)."
+    )
 
     @field_validator("model_map", mode="before")
     @classmethod

@@ -29,12 +29,18 @@ class SSEResponse:
 
     status_code = 200
 
-    def __init__(self, content: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        cleanup: Callable[[], Awaitable[None]],
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.content, self.cleanup = content, cleanup
+        self.headers = SSE_HEADERS + headers if headers else SSE_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def stream() -> None:
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             async for chunk in self.content:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -157,6 +157,9 @@ class Limits:
     num_ctx: int = 100_000
     max_prompt_chars: int = 1000
     loading_wait_s: float = 30.0
+    max_tokens_cap: int | None = None
+    usage_window_s: float = 3600.0
+    usage_max_sessions: int = 10_000
 
 
 class Rig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -19,6 +20,7 @@ from starlette.types import Receive
 
 from llm_runner.core.admission import Admission, Lease
 from llm_runner.core.cancel import until_disconnected
+from llm_runner.core.cap import check_cap
 from llm_runner.core.errors import BadRequest, Busy, ClientGone, NotReady, RunnerError, UpstreamError
 from llm_runner.core.events import (
     BUSY,
@@ -34,6 +36,7 @@ from llm_runner.core.events import (
     Scored,
 )
 from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.core.receipts import Receipt, Receipts
 from llm_runner.core.request import GenerationRequest
 from llm_runner.core.speed import Speed
 
@@ -54,6 +57,9 @@ class Limits(Protocol):
     num_ctx: int
     max_prompt_chars: int
     loading_wait_s: float
+    max_tokens_cap: int | None  # the most output tokens a call may ask (what a fixed price covers)
+    usage_window_s: float
+    usage_max_sessions: int
 
 
 class GenerationLoop:
@@ -72,11 +78,13 @@ class GenerationLoop:
         self.live: set[Generation] = set()
         self.speed = Speed()
         self.drained = asyncio.Event()  # set once draining and no stream is open
+        self.receipts = Receipts(limits.usage_window_s, limits.usage_max_sessions)
 
     async def start(self, request: GenerationRequest, receive: Receive, max_queue: int | None = None) -> Generation:
         """Admit the request and wait for its first event. Raises RunnerError (accounted) when it
         cannot start; nothing has been sent to the client then."""
         arrived = time.monotonic()
+        request.request_id = request.request_id or uuid.uuid4().hex
         try:
             return await self._start(request, receive, max_queue, arrived)
         except RunnerError as exc:
@@ -100,6 +108,7 @@ class GenerationLoop:
                 "(LLM_RUNNER_MAX_PROMPT_CHARS)",
                 param="messages",
             )
+        check_cap(request.max_tokens, self.limits.max_tokens_cap, self.limits.num_ctx)
         model_id = request.model_id
         if not self.readiness.is_ready(model_id):  # fast path: no waiting, no watcher task
             await until_disconnected(receive, self.readiness.wait_ready(model_id, self.limits.loading_wait_s))
@@ -152,14 +161,14 @@ class GenerationLoop:
         for generation in list(self.live):
             generation.cut()
 
-    def account(self, request: GenerationRequest, end: End, arrived: float, first_at: float) -> None:
-        """The one summary line and the metrics of one request, however it ended."""
+    def account(self, request: GenerationRequest, end: End, arrived: float, first_at: float) -> Receipt:
+        """The one summary line, the metrics and the receipt of one request, however it ended."""
         now = time.monotonic()
         model_id, metrics = request.model_id, self.metrics
         session = f", session {request.session}" if request.session else ""
         error = f" ({end.error})" if end.error else ""
         log.info(
-            "%s %s %s: %s%s, %d prompt + %d completion tokens, first token %.0f ms, total %.0f ms%s",
+            "%s %s %s: %s%s, %d prompt + %d completion tokens, first token %.0f ms, total %.0f ms%s, request %s",
             request.face,
             "stream" if request.stream else "answer",
             model_id,
@@ -170,10 +179,14 @@ class GenerationLoop:
             (first_at - arrived) * 1e3,
             (now - arrived) * 1e3,
             session,
+            request.request_id,
         )
         metrics.generations.labels(model_id, request.face, end.reason).inc()
-        if end.reason in (BUSY, UNAVAILABLE, INVALID):
-            return
+        refused = end.reason in (BUSY, UNAVAILABLE, INVALID)
+        receipt = Receipt.of(request, end, first_at - arrived, now - arrived, served=not refused)
+        self.receipts.record(receipt)
+        if refused:
+            return receipt
         if end.reason in (STOP, LENGTH):
             self.speed.record(model_id, first_at - arrived, end.completion_tokens, now - first_at)
         metrics.duration.labels(model_id, end.reason).observe(now - arrived)
@@ -189,6 +202,7 @@ class GenerationLoop:
                 end.completion_tokens,
                 self.limits.num_ctx,
             )
+        return receipt
 
 
 class Generation:
@@ -209,6 +223,7 @@ class Generation:
         self.first, self.arrived, self.first_at = first, arrived, first_at
         self.completion = 0  # deltas seen so far (exact counts come with the upstream's End)
         self.ended = False
+        self.receipt: Receipt | None = None  # once it ended: what was served
         self._drained = False
         self._waiting: asyncio.Task[object] | None = None
 
@@ -282,7 +297,7 @@ class Generation:
             if self.loop.draining and not self.loop.live:
                 self.loop.drained.set()
             self.loop.metrics.upstream_tokens.labels(self.lease.upstream.name).inc(end.completion_tokens)
-            self.loop.account(self.request, end, self.arrived, self.first_at)
+            self.receipt = self.loop.account(self.request, end, self.arrived, self.first_at)
         return end
 
     async def close(self) -> None:

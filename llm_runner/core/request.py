@@ -51,6 +51,7 @@ class GenerationRequest:
     top_logprobs: int | None = None  # None: no logprobs; n: the chosen token and n alternatives
     face: str = ""  # which face asked ("livepeer", "openai"), for the summary line and metrics
     session: str = ""  # Livepeer-Session-Id when an orchestrator proxied the call
+    request_id: str = ""  # set by the generation loop when it takes the request: its receipt's id
     labels: dict[str, str] = field(default_factory=dict)
 
     def prompt_chars(self) -> int:

@@ -34,6 +34,11 @@ def registrations(
         return []
     if settings.live_orch_secret is None:
         raise ValueError("LLM_RUNNER_LIVE_ORCHESTRATOR_URL needs LLM_RUNNER_LIVE_ORCH_SECRET (its -orchSecret)")
+    if settings.live_unit == "fixed" and settings.live_price is not None and settings.max_tokens_cap is None:
+        raise ValueError(
+            "LLM_RUNNER_LIVE_UNIT=fixed is one payment per call: set LLM_RUNNER_MAX_TOKENS_CAP to the output "
+            "tokens that price covers (`llm-runner price --unit fixed` computes both)"
+        )
     gpus = gpu_info()
     gpu = gpu_entry(gpus["0"]) if "0" in gpus else None
     gate = asyncio.Lock()

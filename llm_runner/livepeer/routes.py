@@ -34,6 +34,7 @@ from llm_runner.livepeer.errors import livepeer_error
 from llm_runner.livepeer.sse import completion_id, livepeer_finish, livepeer_stream
 from llm_runner.runtime import Runtime
 from llm_runner.sse import SSEResponse
+from llm_runner.usage import receipt_headers, request_id_headers
 
 ERROR_RESPONSES = {
     400: {"model": HTTPError, "description": "Bad request"},
@@ -120,12 +121,12 @@ async def run_llm(incoming: Incoming, runtime: Runtime, job: GenerationRequest) 
     """Start the generation, then answer as JSON or as a Livepeer SSE stream."""
     generation = await runtime.loop.start(job, incoming.receive)
     if job.stream:
-        return SSEResponse(livepeer_stream(generation), generation.close)
+        return SSEResponse(livepeer_stream(generation), generation.close, request_id_headers(generation))
     events, end = await generation.collect(incoming.receive)
     if end.reason in (ERROR, DRAINED):  # a JSON answer cannot carry a partial failure: 500
         return livepeer_error(RunnerError(end.error))
     response = LLMResponse(
-        id=completion_id(),
+        id=completion_id(job.request_id),
         model=job.model_id,
         created=int(time.time()),
         usage=LLMTokenUsage(
@@ -141,4 +142,4 @@ async def run_llm(incoming: Incoming, runtime: Runtime, job: GenerationRequest) 
             )
         ],
     )
-    return JSONResponse(response.model_dump())
+    return JSONResponse(response.model_dump(), headers=receipt_headers(generation))

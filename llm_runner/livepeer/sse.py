@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from llm_runner import fastjson
@@ -21,9 +20,9 @@ from llm_runner.core.loop import Generation
 from llm_runner.sse import DONE_EVENT
 
 
-def completion_id() -> str:
-    """One per request, shaped like the official runner's (and OpenAI's)."""
-    return f"chatcmpl-{uuid.uuid4()}"
+def completion_id(request_id: str) -> str:
+    """One per request, shaped like the official runner's (and OpenAI's): the receipt's id."""
+    return f"chatcmpl-{request_id}"
 
 
 def livepeer_finish(end: End) -> str:
@@ -34,8 +33,8 @@ def livepeer_finish(end: End) -> str:
 class LivepeerChunks:
     """Encodes Livepeer `LLMResponse` chunks for one request (same id on every chunk)."""
 
-    def __init__(self, model_id: str) -> None:
-        self.id = completion_id()
+    def __init__(self, model_id: str, request_id: str) -> None:
+        self.id = completion_id(request_id)
         self._head = f'data: {{"id":"{self.id}","model":{json.dumps(model_id)},"created":'.encode()
 
     def event(self, content: str, finish_reason: str, prompt: int, completion: int) -> bytes:
@@ -58,7 +57,7 @@ CHUNK = (
 
 async def livepeer_stream(generation: Generation) -> AsyncIterator[bytes]:
     """The SSE body of a Livepeer stream. Always ends with a finish chunk and [DONE]."""
-    chunks = LivepeerChunks(generation.model_id)
+    chunks = LivepeerChunks(generation.model_id, generation.request.request_id)
     async for event in generation.events():
         if type(event) is str:
             if event:

@@ -26,6 +26,7 @@ from llm_runner.openai.responses_out import ResponseShape, ResponsesStream, resp
 from llm_runner.openai.sse import OpenAIStream, completion_json
 from llm_runner.runtime import Runtime
 from llm_runner.sse import SSEResponse
+from llm_runner.usage import receipt_headers, request_id_headers
 
 
 def model_card(model: ServedModel) -> dict[str, object]:
@@ -89,14 +90,21 @@ def chat_handler(runtime: Runtime, pinned: ServedModel | None = None) -> Handler
         job.session = incoming.header(b"livepeer-session-id")
         forced = forced_tool(chat)
         forced_name = forced.function.name if forced else None
-        generation = await runtime.loop.start(job, incoming.receive, max_queue)
+        try:
+            generation = await runtime.loop.start(job, incoming.receive, max_queue)
+        except BadRequest as exc:
+            if exc.param == "max_tokens" and chat.max_completion_tokens is not None:
+                exc.param = "max_completion_tokens"  # the field this client sent (the core knows one)
+            raise
         one_call = chat.parallel_tool_calls is False
         if job.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             stream = OpenAIStream(generation, include_usage, forced_name, one_call)
-            return SSEResponse(stream.body(), generation.close)
+            return SSEResponse(stream.body(), generation.close, request_id_headers(generation))
         events, end = await collected(generation, incoming)
-        return JSONResponse(completion_json(generation, events, end, forced_name, one_call))
+        return JSONResponse(
+            completion_json(generation, events, end, forced_name, one_call), headers=receipt_headers(generation)
+        )
 
     return chat_completions
 

@@ -20,8 +20,9 @@ from llm_runner.core.request import ToolCall
 from llm_runner.sse import DONE_EVENT
 
 
-def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+def completion_id(generation: Generation) -> str:
+    """The receipt's id, as OpenAI shapes completion ids."""
+    return f"chatcmpl-{generation.request.request_id}"
 
 
 def finish_reason(end: End, called_tools: bool) -> str:
@@ -73,7 +74,7 @@ class OpenAIStream:
     ) -> None:
         self.generation, self.include_usage, self.forced_tool = generation, include_usage, forced_tool
         self.one_call = one_call  # parallel_tool_calls: false: pass on the first call only
-        self.id, self.created = completion_id(), int(time.time())
+        self.id, self.created = completion_id(generation), int(time.time())
         model = json.dumps(generation.model_id)
         self._head = (
             f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":{model},'
@@ -165,7 +166,7 @@ def completion_json(
     scored = [entry for e in events if type(e) is Scored for entry in e.logprobs]  # type: ignore[union-attr]
     choice["logprobs"] = logprobs_object(scored) if generation.request.top_logprobs is not None else None
     return {
-        "id": completion_id(),
+        "id": completion_id(generation),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": generation.model_id,

@@ -1,4 +1,4 @@
-"""`llm-runner` command line: serve, engine, ai-models, models, pull, doctor."""
+"""`llm-runner` command line: serve, engine, ai-models, models, pull, doctor, runners-json, price."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from llm_runner import __version__
 from llm_runner.ops import commands as commands_module
 from llm_runner.ops import compose as compose_module
 from llm_runner.ops import live as live_commands
+from llm_runner.ops import price as price_command
 from llm_runner.ops.console import fail, load_settings
 
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     commands_module.register(commands)
     compose_module.register(commands)
     live_commands.register(commands)
+    price_command.register(commands)
 
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
