@@ -33,8 +33,8 @@ from llm_runner.settings import (
 from llm_runner.upstream.base import ModelInfo, Upstream
 from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.catalog import Catalog, check_identity
+from llm_runner.upstream.kinds import make_upstream
 from llm_runner.upstream.lifecycle import Lifecycle
-from llm_runner.upstream.ollama import OllamaUpstream
 from llm_runner.upstream.residency import ResidencyPolicy
 from llm_runner.upstream.router import UpstreamRouter
 from llm_runner.upstream.shares import split_slots
@@ -218,10 +218,8 @@ class Runtime:
         for model in self.models:
             if not any(s.models is None or model.model_id in s.models for s in specs):
                 raise ConfigurationError(f"no upstream in OLLAMA_HOST serves {model.model_id}")
-        return [
-            OllamaUpstream(s.url, settings, slots=s.parallel or settings.default_slots, model_ids=s.models)
-            for s in specs
-        ]
+        tags = {m.model_id: m.tag for m in self.models}
+        return [make_upstream(s, settings, tags) for s in specs]
 
     @property
     def backend_description(self) -> str:

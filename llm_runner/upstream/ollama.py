@@ -46,8 +46,7 @@ from llm_runner.upstream.ollama_wire import (
     short_tag,
     tool_call,
 )
-
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>\n\n"
+from llm_runner.upstream.thinking import ThinkFolder
 
 
 class OllamaUpstream:
@@ -226,9 +225,8 @@ class OllamaUpstream:
         which is what makes Ollama stop."""
         content = fastjson.dumps(self.chat_body(tag, request, think_off))
         settings = self.settings
-        hide_thinking = settings.think == "hide"
+        thinking = ThinkFolder(settings.think == "hide")
         inter_token = settings.inter_token_timeout_s
-        thinking = False
         tool_calls = 0
         try:
             # The wait for the headers is the model load (first_token_timeout_s); every later
@@ -268,14 +266,8 @@ class OllamaUpstream:
                         thought = message_part.get("thinking")
                         text = message_part.get("content") or ""
                         done = chunk.get("done")
-                        if thought and not hide_thinking:
-                            text = thought if thinking else THINK_OPEN + thought
-                            thinking = True
-                        elif thought:
-                            text = ""
-                        elif thinking and (text or done):
-                            text = THINK_CLOSE + text
-                            thinking = False
+                        if thought or thinking.open:
+                            text = thinking.fold(thought, text, bool(done))
                         calls = message_part.get("tool_calls")
                         if calls:
                             for call in calls:
