@@ -52,6 +52,8 @@ from llm_runner.upstream.thinking import ThinkFolder
 class OllamaUpstream:
     """Talks to one Ollama server. Create once per app; close with `aclose()`."""
 
+    kind = "ollama"
+
     def __init__(
         self, base_url: str, settings: Settings, *, slots: int = 1, model_ids: frozenset[str] | None = None
     ) -> None:
