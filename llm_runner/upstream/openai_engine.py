@@ -7,11 +7,11 @@ closing the generator closes the connection, which is how these engines learn to
 SGLang abort the request when its client goes).
 
 Liveness is what each engine offers: `/health` (vLLM: 200 when up, 500 when its engine died;
-SGLang: 503 until it can generate; llama-server: 503 while loading), and `/v1/models` where there
-is no `/health` (llama-cpp-python). Anything but a 200 counts as down: the engine cannot serve yet,
-and that is what the readiness URL and fail-fast must say. The model paid for is the served name
-in `/v1/models`; it cannot be pulled, and warming it is one 1-token generation (SGLang's own
-`/health_generate` does just that), so a model is ready only once it has generated.
+SGLang: 503 until it can generate; llama-server: 503 while loading); llama-cpp-python's server has
+none and listens only once its model is loaded. Anything else counts as down: the engine cannot
+serve yet, and that is what the readiness URL and fail-fast must say. The model paid for is the
+served name in `/v1/models`; it cannot be pulled, and warming it is one 1-token generation (SGLang's
+own `/health_generate` does just that), so a model is ready only once it has generated.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class OpenAIUpstream:
         self.served = dict(served or {})
         self._http = HTTP1Pool(base_url, max_idle=64, keepalive_expiry_s=30.0)
         self._version: str | None = None
+        self._models: dict[str, dict] | None = None  # what /v1/models last listed
         self._uncounted_warned = False
 
     def serves(self, model_id: str) -> bool:
@@ -88,15 +89,18 @@ class OpenAIUpstream:
         raise AssertionError("unreachable code")
 
     async def version(self) -> str:
-        """Healthy or UpstreamError(unreachable): `/health` must answer 200; without one (404),
-        `/v1/models` must. A 503 is an engine still loading its model."""
-        status, body = await self._get("/health")
-        if status == 404:
-            status, body = await self._get("/v1/models")
-        if status != 200:
-            state = "is still loading" if status == 503 else "is unhealthy"
-            message = error_message(body, status)
-            raise UpstreamError("unreachable", f"engine at {self.base_url} {state} (HTTP {status}: {message})")
+        """Healthy or UpstreamError(unreachable): `/health` must answer 200 (a 503 is an engine still
+        loading its model). An engine without one (404: llama-cpp-python's server) is up once it
+        answers at all: it loads its model before it listens."""
+        try:
+            status, body = await self._get("/health")
+            if status not in (200, 404):
+                state = "is still loading" if status == 503 else "is unhealthy"
+                message = error_message(body, status)
+                raise UpstreamError("unreachable", f"engine at {self.base_url} {state} (HTTP {status}: {message})")
+        except UpstreamError:
+            self._models = None  # it may come back with other models: list them again
+            raise
         if self._version is None:
             status, body = await self._get("/version")  # vLLM and SGLang tell theirs
             found = fastjson.loads(body).get("version") if status == 200 and body.startswith(b"{") else None
@@ -104,14 +108,18 @@ class OpenAIUpstream:
         return self._version
 
     async def _listed(self) -> dict[str, dict]:
+        """/v1/models, remembered until the engine is next found down. Not asked on every probe:
+        llama-cpp-python's server takes its model lock to answer it, which interrupts a running
+        generation (its interrupt_requests)."""
         status, body = await self._get("/v1/models")
         if status != 200:
             message = error_message(body, status)
             raise UpstreamError(kind_of(status, message), f"{self.base_url}/v1/models answered {status}: {message}")
         try:
-            return model_ids(body)
+            self._models = model_ids(body)
         except ValueError as exc:
             raise UpstreamError("protocol", f"{self.base_url}/v1/models is not a model list: {exc}") from exc
+        return self._models
 
     async def show(self, tag: str) -> ModelInfo | None:
         """The served model as `/v1/models` lists it, or None when it is not there."""
@@ -143,9 +151,9 @@ class OpenAIUpstream:
         """An engine keeps its model loaded: nothing to do."""
 
     async def ps(self) -> list[Resident]:
-        """What `/v1/models` lists, as resident (an engine loads its model before it serves), sizes
-        unknown."""
-        listed = await self._listed()
+        """What `/v1/models` listed when last asked (by show), as resident: an engine loads its
+        model before it serves. Sizes unknown (0)."""
+        listed = self._models or {}
         return [Resident(tag, 0, 0) for tag, name in self.served.items() if name in listed]
 
     # -- the token path --------------------------------------------------------------------------
