@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from llm_runner.core.request import Message, ToolCall
 from llm_runner.settings import parse_upstreams
+from llm_runner.upstream.openai_wire import openai_messages
 from tests.conftest import LLAMA, go_body
 from tests.golivepeer import parse_livepeer_stream
 from tests.servers import OpenAIStandIn, Runner, StandIn
@@ -198,3 +200,24 @@ def test_doctor_probes_the_engine_not_ollamas_api(engine):
     engine.script(models=["other"])
     result = cli("doctor", env=env)
     assert result.returncode != 0 and "does not serve" in result.stdout, result.stdout
+
+
+def test_reasoning_is_folded_as_ollamas_thinking_is(engine):
+    engine.script(reasoning_tokens=2, tokens=2)
+    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+        runner.wait_status("OK")
+        answer = httpx.post(runner.url + "/llm", json=go_body(), timeout=10).json()
+        assert answer["choices"][0]["message"]["content"] == "<think>hmm0 hmm1 </think>\n\ntok0 tok1 "
+        assert answer["usage"]["completion_tokens"] == 4  # the engine's own count, reasoning included
+
+
+def test_a_tool_result_goes_back_with_its_calls_id():
+    calls = (ToolCall("call_7", "get_weather", '{"city": "Paris"}'),)
+    result = Message("tool", "sunny", tool_name="get_weather")
+    sent = openai_messages([Message("user", "weather?"), Message("assistant", "", tool_calls=calls), result])
+    assert sent[1]["tool_calls"][0] == {
+        "id": "call_7",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    assert sent[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_7"}
