@@ -176,6 +176,9 @@ async def test_a_dead_engine_fails_over_to_ollama_in_a_mixed_list(engine, own_ol
             stream = parse_livepeer_stream((await http.post(runner.url + "/llm", json=go_body(stream=True))).content)
             assert stream.finish_reason == "stop"
         assert engine.stats()["started"] == served_before
+        metrics = (await http.get(runner.url + "/metrics")).text
+        assert f'llm_runner_upstream_down_seconds{{upstream="{engine.url}"}}' in metrics
+        assert f'llm_runner_upstream_tokens_total{{upstream="{own_ollama.url}"}} 36.0' in metrics
         engine.script(dead=False)
         await until_ready(http, runner, 200)
 
@@ -221,3 +224,21 @@ def test_a_tool_result_goes_back_with_its_calls_id():
         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
     }
     assert sent[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_7"}
+
+
+def test_capacity_files_count_an_engines_slots_beside_ollamas():
+    env = {"OLLAMA_HOST": f"openai+http://gpu1:8000?parallel=8&models={LLAMA},http://gpu0:11434?parallel=2"}
+    result = cli("ai-models", "--model-id", LLAMA, "--url", "http://runner:8000", env=env)
+    assert result.returncode == 0 and '"capacity": 10' in result.stdout, result.stderr
+    result = cli("runners-json", "--model-id", LLAMA, "--url", "http://runner:8000", "--no-gpu", env=env)
+    assert result.returncode == 0 and '"capacity": 10' in result.stdout, result.stderr
+
+
+async def test_the_canary_takes_an_engine_that_stopped_generating_out_and_back(engine, client):
+    with serve(f"{engine.entry}?models={LLAMA}", LLM_RUNNER_CANARY_IDLE_S="0.3") as runner:
+        await until_ready(client, runner, 200)
+        engine.script(chat_status=500)  # /health still 200: only a generation shows it
+        ready = await until_ready(client, runner, 503)
+        assert "canaries in a row" in ready.text
+        engine.script(chat_status=200)
+        await until_ready(client, runner, 200)
