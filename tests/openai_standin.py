@@ -49,6 +49,8 @@ class Script:
     error_after: int | None = None  # a data: {"error": ...} line after N tokens
     close_after: int | None = None  # drop the connection after N tokens
     end_without_done_after: int | None = None  # end the body after N tokens, no finish, no [DONE]
+    stall_after: int | None = None  # go silent for stall_seconds after N tokens
+    stall_seconds: float = 0.0
     tool_call: dict[str, Any] | None = None  # {"name": ..., "arguments": {...}} with tools in the request
     reasoning_tokens: int = 0
 
@@ -165,6 +167,10 @@ class OpenAIStandIn:
                 if i == script.close_after:
                     finished = True  # on purpose, not a cancellation
                     raise ScriptedAbort("scripted abrupt close")
+                if i == script.stall_after:
+                    await asyncio.wait([gone], timeout=script.stall_seconds)
+                    if gone.done():
+                        return
                 if i == script.end_without_done_after:
                     await finish(send)
                     finished = True

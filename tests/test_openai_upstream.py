@@ -242,3 +242,14 @@ async def test_the_canary_takes_an_engine_that_stopped_generating_out_and_back(e
         assert "canaries in a row" in ready.text
         engine.script(chat_status=200)
         await until_ready(client, runner, 200)
+
+
+def test_a_stalled_stream_ends_with_the_error_finish_and_think_off_reaches_the_template(engine):
+    engine.script(stall_after=2, stall_seconds=5)
+    env = {"LLM_RUNNER_INTER_TOKEN_TIMEOUT_S": "0.5", "LLM_RUNNER_THINK": "off"}
+    with serve(f"{engine.entry}?models={LLAMA}", **env) as runner:
+        runner.wait_status("OK")
+        stream = parse_livepeer_stream(httpx.post(runner.url + "/llm", json=go_body(stream=True), timeout=10).content)
+        assert stream.finish_reason == "error" and stream.text == "tok0 tok1 "
+        runner.wait_log("sent nothing for 0.5s")
+        assert engine.stats()["chat_bodies"][-1]["chat_template_kwargs"] == {"enable_thinking": False}

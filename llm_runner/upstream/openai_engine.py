@@ -162,7 +162,8 @@ class OpenAIUpstream:
         """Stream one generation. Closing this generator closes the connection, which stops it."""
         settings = self.settings
         limit = min(request.max_tokens or settings.num_ctx, settings.num_ctx)
-        content = fastjson.dumps(chat_body(self.served_name(tag), request, limit))
+        think_off = think_off or settings.think == "off"  # engines report no thinking capability
+        content = fastjson.dumps(chat_body(self.served_name(tag), request, limit, think_off))
         thinking = ThinkFolder(settings.think == "hide")
         calls = ToolCallParts()
         finish: str | None = None

@@ -20,9 +20,11 @@ from llm_runner.upstream.ollama_wire import tool_call
 _IMAGE_MAGIC = {"iVBOR": "image/png", "/9j/": "image/jpeg", "R0lG": "image/gif", "UklGR": "image/webp"}
 
 
-def chat_body(served: str, request: GenerationRequest, max_tokens: int | None) -> dict[str, Any]:
+def chat_body(served: str, request: GenerationRequest, max_tokens: int | None, think_off: bool) -> dict[str, Any]:
     """The /v1/chat/completions body. `stream_options.include_usage` asks for the exact usage in a
-    last chunk (vLLM, SGLang and llama-server send it; an engine that ignores it is counted)."""
+    last chunk (vLLM, SGLang and llama-server send it; an engine that ignores it is counted).
+    `think_off` passes `enable_thinking: false` to the chat template, as vLLM, SGLang and
+    llama-server document for Qwen3-style models (a template without it ignores it)."""
     body: dict[str, Any] = {
         "model": served,
         "messages": openai_messages(request.messages),
@@ -57,6 +59,8 @@ def chat_body(served: str, request: GenerationRequest, max_tokens: int | None) -
     if request.top_logprobs is not None:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs
+    if think_off:
+        body["chat_template_kwargs"] = {"enable_thinking": False}
     return body
 
 
