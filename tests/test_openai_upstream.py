@@ -253,3 +253,12 @@ def test_a_stalled_stream_ends_with_the_error_finish_and_think_off_reaches_the_t
         assert stream.finish_reason == "error" and stream.text == "tok0 tok1 "
         runner.wait_log("sent nothing for 0.5s")
         assert engine.stats()["chat_bodies"][-1]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_pull_refuses_an_engine_and_uses_the_ollama_beside_it(own_ollama: StandIn):
+    own_ollama.script(models=[])
+    engine_only = cli("pull", LLAMA, env={"OLLAMA_HOST": f"openai+http://127.0.0.1:9?models={LLAMA}"})
+    assert engine_only.returncode != 0 and "cannot pull" in engine_only.stderr
+    mixed = f"openai+http://127.0.0.1:9?models={LLAMA},{own_ollama.url}"
+    result = cli("pull", LLAMA, env={"OLLAMA_HOST": mixed})
+    assert result.returncode == 0 and "llama3.1:8b" in own_ollama.script()["models"], result.stderr
