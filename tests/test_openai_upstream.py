@@ -12,6 +12,7 @@ import pytest
 
 from llm_runner.core.request import Message, ToolCall
 from llm_runner.settings import parse_upstreams
+from llm_runner.upstream.catalog import Catalog, check_identity
 from llm_runner.upstream.openai_wire import openai_messages
 from tests.conftest import LLAMA, go_body
 from tests.golivepeer import parse_livepeer_stream
@@ -262,3 +263,9 @@ def test_pull_refuses_an_engine_and_uses_the_ollama_beside_it(own_ollama: StandI
     mixed = f"openai+http://127.0.0.1:9?models={LLAMA},{own_ollama.url}"
     result = cli("pull", LLAMA, env={"OLLAMA_HOST": mixed})
     assert result.returncode == 0 and "llama3.1:8b" in own_ollama.script()["models"], result.stderr
+
+
+def test_an_engines_model_is_not_held_to_capabilities_it_cannot_report():
+    """/v1/models lists names only: a thinking row served by vLLM is not a mismatch."""
+    thinking = Catalog.load({}, None).entry("Qwen/Qwen3-4B-Thinking-2507")
+    assert check_identity(thinking, {"id": "Qwen/Qwen3-4B-Thinking-2507"}, {}, capabilities=()) is None

@@ -127,7 +127,7 @@ class OpenAIUpstream:
         if listed is None:
             return None
         details = {k: listed[k] for k in ("id", "root", "owned_by", "max_model_len") if listed.get(k) is not None}
-        return ModelInfo(tag=tag, capabilities=("completion",), details=details)
+        return ModelInfo(tag=tag, details=details)  # capabilities: /v1/models tells none
 
     async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
         """An engine serves the model it was started with: nothing can be pulled."""
