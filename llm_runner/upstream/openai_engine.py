@@ -161,9 +161,8 @@ class OpenAIUpstream:
     async def chat(self, tag: str, request: GenerationRequest, *, think_off: bool = False) -> AsyncIterator[Event]:
         """Stream one generation. Closing this generator closes the connection, which stops it."""
         settings = self.settings
-        limit = min(request.max_tokens or settings.num_ctx, settings.num_ctx)
         think_off = think_off or settings.think == "off"  # engines report no thinking capability
-        content = fastjson.dumps(chat_body(self.served_name(tag), request, limit, think_off))
+        content = fastjson.dumps(chat_body(self.served_name(tag), request, think_off))
         thinking = ThinkFolder(settings.think == "hide")
         calls = ToolCallParts()
         finish: str | None = None

@@ -20,9 +20,11 @@ from llm_runner.upstream.ollama_wire import tool_call
 _IMAGE_MAGIC = {"iVBOR": "image/png", "/9j/": "image/jpeg", "R0lG": "image/gif", "UklGR": "image/webp"}
 
 
-def chat_body(served: str, request: GenerationRequest, max_tokens: int | None, think_off: bool) -> dict[str, Any]:
+def chat_body(served: str, request: GenerationRequest, think_off: bool) -> dict[str, Any]:
     """The /v1/chat/completions body. `stream_options.include_usage` asks for the exact usage in a
     last chunk (vLLM, SGLang and llama-server send it; an engine that ignores it is counted).
+    `max_tokens` goes as asked, or not at all: an engine keeps to its own context (vLLM refuses a
+    max_tokens past it, so the runner's LLM_RUNNER_NUM_CTX, Ollama's context, must not be sent).
     `think_off` passes `enable_thinking: false` to the chat template, as vLLM, SGLang and
     llama-server document for Qwen3-style models (a template without it ignores it)."""
     body: dict[str, Any] = {
@@ -31,9 +33,7 @@ def chat_body(served: str, request: GenerationRequest, max_tokens: int | None, t
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+    for name in ("max_tokens", "temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
         value = getattr(request, name)
         if value is not None:
             body[name] = value
