@@ -245,6 +245,9 @@ class Settings(BaseSettings):
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    upstream_api_key: SecretStr | None = Field(
+        None, description="Bearer token for OpenAI-compatible upstreams started with --api-key (never logged)."
+    )
 
     @field_validator("model_map", mode="before")
     @classmethod

@@ -53,6 +53,7 @@ class Script:
     stall_seconds: float = 0.0
     tool_call: dict[str, Any] | None = None  # {"name": ..., "arguments": {...}} with tools in the request
     reasoning_tokens: int = 0
+    api_key: str | None = None  # as `vllm serve --api-key`: /v1/* need `Authorization: Bearer <key>`
 
 
 @dataclass
@@ -82,6 +83,14 @@ class OpenAIStandIn:
                 break
         payload = json.loads(body) if body.strip() else {}
         route = (scope["method"], scope["path"])
+        key = self.script.api_key
+        if (
+            key
+            and scope["path"].startswith("/v1/")
+            and (b"authorization", f"Bearer {key}".encode()) not in scope["headers"]
+        ):
+            await reply(send, 401, {"error": "Unauthorized"})
+            return
         if route == ("POST", "/v1/chat/completions"):
             await self.chat(payload, receive, send)
         elif route == ("POST", "/_control"):

@@ -269,3 +269,14 @@ def test_an_engines_model_is_not_held_to_capabilities_it_cannot_report():
     """/v1/models lists names only: a thinking row served by vLLM is not a mismatch."""
     thinking = Catalog.load({}, None).entry("Qwen/Qwen3-4B-Thinking-2507")
     assert check_identity(thinking, {"id": "Qwen/Qwen3-4B-Thinking-2507"}, {}, capabilities=()) is None
+
+
+def test_an_engine_started_with_an_api_key_gets_it(engine):
+    engine.script(api_key="engine-s3cret")
+    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+        runner.wait_log("answered 401")  # no key: the model is not ready, and the log says why
+        assert httpx.get(f"{runner.url}/models/{SLUG}/ready", timeout=5).status_code == 503
+    with serve(f"{engine.entry}?models={LLAMA}", LLM_RUNNER_UPSTREAM_API_KEY="engine-s3cret") as runner:
+        runner.wait_status("OK")
+        assert httpx.post(runner.url + "/llm", json=go_body(), timeout=10).json()["usage"]["completion_tokens"] == 12
+        assert "engine-s3cret" not in runner.log()

@@ -53,6 +53,8 @@ class OpenAIUpstream:
         self.slots, self.model_ids = slots, model_ids
         self.served = dict(served or {})
         self._http = HTTP1Pool(base_url, max_idle=64, keepalive_expiry_s=30.0)
+        key = settings.upstream_api_key
+        self._headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else None
         self._version: str | None = None
         self._models: dict[str, dict] | None = None  # what /v1/models last listed
         self._uncounted_warned = False
@@ -80,7 +82,7 @@ class OpenAIUpstream:
         for attempt in (1, 2):
             try:
                 async with self._http.request(
-                    "GET", path, connect_timeout_s=quick, first_byte_timeout_s=quick
+                    "GET", path, headers=self._headers, connect_timeout_s=quick, first_byte_timeout_s=quick
                 ) as response:
                     return response.status, await response.read(quick)
             except HTTP1Error as exc:
@@ -174,6 +176,7 @@ class OpenAIUpstream:
                 "POST",
                 "/v1/chat/completions",
                 content,
+                headers=self._headers,
                 connect_timeout_s=settings.connect_timeout_s,
                 first_byte_timeout_s=settings.first_token_timeout_s,
             ) as response:
