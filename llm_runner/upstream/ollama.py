@@ -35,6 +35,7 @@ from llm_runner.upstream.http1 import (
     HTTP1Pool,
     ProtocolError,
     ReadTimeout,
+    probe,
 )
 from llm_runner.upstream.ollama_import import ollama
 from llm_runner.upstream.ollama_wire import (
@@ -93,20 +94,10 @@ class OllamaUpstream:
         connect_timeout_s bounds every step. A pooled connection the server closed just as we
         reuse it is retried by the pool itself; any other failure but a refused connection is
         tried once more (the failed connection is closed, never reused)."""
-        quick = self.settings.connect_timeout_s
-        for attempt in (1, 2):
-            try:
-                async with self._http.request(
-                    "GET", "/api/version", connect_timeout_s=quick, first_byte_timeout_s=quick
-                ) as response:
-                    body = await response.read(quick)
-                if response.status != 200:
-                    raise ValueError(f"HTTP {response.status}")
-                return str(json.loads(body).get("version", "unknown"))
-            except (HTTP1Error, ValueError) as exc:
-                if attempt == 2 or isinstance(exc, ConnectFailed):
-                    raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        raise AssertionError("unreachable code")
+        try:
+            return await probe(self._http, "/api/version", self.settings.connect_timeout_s, _version_of)
+        except (HTTP1Error, ValueError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
 
     async def show(self, tag: str) -> ModelInfo | None:
         """What Ollama knows of `tag`, or None when it is not pulled."""
@@ -313,3 +304,9 @@ class OllamaUpstream:
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+
+
+def _version_of(status: int, body: bytes) -> str:
+    if status != 200:
+        raise ValueError(f"HTTP {status}")
+    return str(json.loads(body).get("version", "unknown"))

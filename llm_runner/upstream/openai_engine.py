@@ -25,9 +25,17 @@ from llm_runner.core.events import End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest, Message
 from llm_runner.settings import Settings
 from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
-from llm_runner.upstream.http1 import ConnectFailed, ConnectionLost, HTTP1Error, HTTP1Pool, ProtocolError, ReadTimeout
+from llm_runner.upstream.http1 import (
+    ConnectFailed,
+    ConnectionLost,
+    HTTP1Error,
+    HTTP1Pool,
+    ProtocolError,
+    ReadTimeout,
+    probe,
+)
 from llm_runner.upstream.ollama_wire import drain, kind_of
-from llm_runner.upstream.openai_wire import ToolCallParts, chat_body, error_message, finish_of, model_ids
+from llm_runner.upstream.openai_wire import ToolCallParts, chat_body, error_message, finish_of, listed_models
 from llm_runner.upstream.thinking import ThinkFolder
 
 log = logging.getLogger("llm_runner.upstream")
@@ -77,18 +85,11 @@ class OpenAIUpstream:
     # -- liveness and management -------------------------------------------------------------
 
     async def _get(self, path: str) -> tuple[int, bytes]:
-        """One quick GET; a failure other than a refused connection is tried once more."""
-        quick = self.settings.connect_timeout_s
-        for attempt in (1, 2):
-            try:
-                async with self._http.request(
-                    "GET", path, headers=self._headers, connect_timeout_s=quick, first_byte_timeout_s=quick
-                ) as response:
-                    return response.status, await response.read(quick)
-            except HTTP1Error as exc:
-                if attempt == 2 or isinstance(exc, ConnectFailed):
-                    raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        raise AssertionError("unreachable code")
+        """One quick GET (see http1.probe); UpstreamError(unreachable) when it gets no answer."""
+        try:
+            return await probe(self._http, path, self.settings.connect_timeout_s, _as_is, self._headers)
+        except HTTP1Error as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
 
     async def version(self) -> str:
         """Healthy or UpstreamError(unreachable): `/health` must answer 200 (a 503 is an engine still
@@ -118,7 +119,7 @@ class OpenAIUpstream:
             message = error_message(body, status)
             raise UpstreamError(kind_of(status, message), f"{self.base_url}/v1/models answered {status}: {message}")
         try:
-            self._models = model_ids(body)
+            self._models = listed_models(body)
         except ValueError as exc:
             raise UpstreamError("protocol", f"{self.base_url}/v1/models is not a model list: {exc}") from exc
         return self._models
@@ -266,3 +267,7 @@ class OpenAIUpstream:
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"engine at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+
+
+def _as_is(status: int, body: bytes) -> tuple[int, bytes]:
+    return status, body

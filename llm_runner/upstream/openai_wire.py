@@ -139,7 +139,7 @@ def error_message(body: bytes, status: int) -> str:
     return body.decode(errors="replace")
 
 
-def model_ids(body: bytes) -> dict[str, dict[str, Any]]:
+def listed_models(body: bytes) -> dict[str, dict[str, Any]]:
     """/v1/models: each listed model by its id."""
     data = json.loads(body)
     return {str(m.get("id")): m for m in data.get("data") or () if isinstance(m, dict)}
