@@ -33,8 +33,8 @@ from llm_runner.settings import (
 from llm_runner.upstream.base import ModelInfo, Upstream
 from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.catalog import Catalog, check_identity
+from llm_runner.upstream.kinds import make_upstream
 from llm_runner.upstream.lifecycle import Lifecycle
-from llm_runner.upstream.ollama import OllamaUpstream
 from llm_runner.upstream.residency import ResidencyPolicy
 from llm_runner.upstream.router import UpstreamRouter
 from llm_runner.upstream.shares import split_slots
@@ -185,11 +185,13 @@ class Runtime:
         vram: dict[str, tuple[int | None, str]] = {}
         for upstream in self.upstreams:
             spec = specs.get(upstream.name)
+            if upstream.kind != "ollama":  # an engine, or the embedded one, manages its own memory
+                continue
             if spec is not None and spec.vram_mb:
                 vram[upstream.name] = (spec.vram_mb, "OLLAMA_HOST vram_mb")
             elif settings.vram_mb:
                 vram[upstream.name] = (settings.vram_mb, "LLM_RUNNER_VRAM_MB")
-            elif len(self.upstreams) == 1 and self.backend_kind == "ollama" and is_loopback(upstream.name):
+            elif len(self.upstreams) == 1 and is_loopback(upstream.name):
                 gpus = gpu_info()
                 if len(gpus) == 1:
                     vram[upstream.name] = (int(gpus["0"]["memory_total"]) >> 20, "NVML")
@@ -218,16 +220,15 @@ class Runtime:
         for model in self.models:
             if not any(s.models is None or model.model_id in s.models for s in specs):
                 raise ConfigurationError(f"no upstream in OLLAMA_HOST serves {model.model_id}")
-        return [
-            OllamaUpstream(s.url, settings, slots=s.parallel or settings.default_slots, model_ids=s.models)
-            for s in specs
-        ]
+        tags = {m.model_id: m.tag for m in self.models}
+        return [make_upstream(s, settings, tags) for s in specs]
 
     @property
     def backend_description(self) -> str:
         if self.backend_kind == "embedded":
             return "embedded llama.cpp engine on CPU (no Ollama found); for GPUs run Ollama and set OLLAMA_HOST"
-        return "ollama at " + ", ".join(u.name for u in self.upstreams)
+        names = {"ollama": "Ollama", "openai": "OpenAI-compatible engine"}
+        return ", ".join(f"{names.get(u.kind, u.kind)} at {u.name}" for u in self.upstreams)
 
     def begin_drain(self) -> None:
         if not self.loop.draining:

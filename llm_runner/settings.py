@@ -25,6 +25,7 @@ ENV_PREFIX = "LLM_RUNNER_"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_OLLAMA_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 DEFAULT_EMBEDDED_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+OPENAI_PREFIX = "openai+"  # an OLLAMA_HOST entry naming an OpenAI-compatible engine
 
 
 # Go's time.ParseDuration, which Ollama uses for keep_alive strings: "10m", "1h30m", "-1s", "1.5h".
@@ -61,12 +62,16 @@ def normalize_ollama_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class UpstreamSpec:
-    """One Ollama server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID][&vram_mb=N]`."""
+    """One server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID][&vram_mb=N]`, an Ollama
+    server, or with `openai+` before the URL an OpenAI-compatible engine (vLLM, SGLang,
+    llama-server, llama-cpp-python), which may add `&served_model=NAME` (its name for the model)."""
 
     url: str
     parallel: int | None = None
     models: frozenset[str] | None = None
     vram_mb: int | None = None  # the GPU memory its served models share
+    kind: str = "ollama"  # or "openai"
+    served_model: str | None = None  # openai: the engine's name for the one model in models=
 
 
 def parse_upstreams(value: str) -> list[UpstreamSpec]:
@@ -76,11 +81,16 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
         if not item:
             raise ValueError(f"OLLAMA_HOST {value!r} has an empty entry")
         base, _, query = item.partition("?")
+        kind = "openai" if base.lower().startswith(OPENAI_PREFIX) else "ollama"
+        if kind == "openai":
+            base = base[len(OPENAI_PREFIX) :]
+            if "://" not in base:
+                raise ValueError(f"OLLAMA_HOST entry {item!r}: write openai+http://host:port (or openai+https://)")
         try:
             options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
         except ValueError as exc:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: options are name=value ({exc})") from None
-        unknown = set(options) - {"parallel", "models", "vram_mb"}
+        unknown = set(options) - {"parallel", "models", "vram_mb"} - ({"served_model"} if kind == "openai" else set())
         if unknown:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: unknown option(s) {', '.join(sorted(unknown))}")
         numbers: dict[str, int | None] = {}
@@ -92,7 +102,13 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
         models = frozenset(options["models"]) if "models" in options else None
         if models is not None and not all(models):
             raise ValueError(f"OLLAMA_HOST entry {item!r}: models= is empty (name a served HF id)")
-        specs.append(UpstreamSpec(normalize_ollama_host(base), numbers["parallel"], models, numbers["vram_mb"]))
+        served = options["served_model"][-1] if "served_model" in options else None
+        if served is not None and (not served or models is None or len(models) != 1):
+            raise ValueError(f"OLLAMA_HOST entry {item!r}: served_model= needs exactly one models= (its HF id)")
+        url = normalize_ollama_host(base)
+        if kind == "openai":
+            url = url.removesuffix("/v1")  # the runner adds /v1/... itself
+        specs.append(UpstreamSpec(url, numbers["parallel"], models, numbers["vram_mb"], kind, served))
     urls = [s.url for s in specs]
     if len(set(urls)) != len(urls):
         raise ValueError(f"OLLAMA_HOST lists a server twice: {value}")
@@ -241,6 +257,9 @@ class Settings(BaseSettings):
     )
     usage_max_sessions: int = Field(
         10_000, ge=1, description="Sessions /usage keeps at most (the longest idle is dropped first, and counted)."
+    )
+    upstream_api_key: SecretStr | None = Field(
+        None, description="Bearer token for OpenAI-compatible upstreams started with --api-key (never logged)."
     )
 
     @field_validator("model_map", mode="before")

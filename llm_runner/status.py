@@ -41,6 +41,7 @@ def status_router(runtime: Runtime) -> APIRouter:
     async def status() -> dict:
         lifecycle = runtime.lifecycle
         advertised = runtime.advertised()
+        kinds = {u.name: u.kind for u in runtime.upstreams}  # ollama, embedded or openai
         return {
             "status": lifecycle.status(),
             "backend": runtime.backend_description,
@@ -52,6 +53,7 @@ def status_router(runtime: Runtime) -> APIRouter:
             "upstreams": [
                 {
                     "url": health.name,
+                    "kind": kinds.get(health.name, "ollama"),
                     "version": health.version,
                     "slots": health.slots,
                     "in_flight": health.in_flight,

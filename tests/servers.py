@@ -112,6 +112,30 @@ class StandIn(Server):
                 await asyncio.sleep(0.02)
 
 
+class OpenAIStandIn(StandIn):
+    """The scripted OpenAI-compatible engine (tests/openai_standin.py); the same knob helpers."""
+
+    def __init__(self, port: int | None = None) -> None:
+        port = port or free_port()
+        Server.__init__(self, ["-m", "tests.openai_standin", "--port", str(port)], port, ready_path="/_stats")
+
+    @property
+    def entry(self) -> str:
+        """Its OLLAMA_HOST entry, before any options."""
+        return "openai+" + self.url
+
+
+class LlamaCppServer(Server):
+    """llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) on a GGUF, its
+    model named `alias` in /v1/models. It has no /health: it answers once the model is loaded."""
+
+    def __init__(self, gguf: Path, alias: str, port: int | None = None) -> None:
+        port = port or free_port()
+        args = ["-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias]
+        args += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"]
+        super().__init__(args, port, ready_path="/v1/models")
+
+
 class Runner(Server):
     """`llm-runner serve` with the given environment."""
 

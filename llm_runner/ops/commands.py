@@ -127,7 +127,13 @@ def pull_model(args: argparse.Namespace) -> int:
         tag = load_catalog(settings).resolve(args.model_id)
     except CatalogError as exc:
         return fail(str(exc))
-    host = settings.ollama_host or DEFAULT_OLLAMA_HOST
+    ollamas = [s for s in settings.upstreams if s.kind == "ollama" and (s.models is None or args.model_id in s.models)]
+    if settings.upstreams and not ollamas:
+        return fail(
+            f"no Ollama in OLLAMA_HOST serves {args.model_id}: an OpenAI-compatible engine serves the model "
+            "it was started with and cannot pull; start it with that model"
+        )
+    host = ollamas[0].url if ollamas else DEFAULT_OLLAMA_HOST
 
     async def pull() -> int:
         client = ollama.AsyncClient(host=host)

@@ -24,9 +24,10 @@ from llm_runner.settings import (
     Settings,
     UpstreamSpec,
 )
+from llm_runner.upstream.base import Upstream
 from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
 from llm_runner.upstream.identity import observed
-from llm_runner.upstream.ollama import OllamaUpstream
+from llm_runner.upstream.kinds import make_upstream
 
 
 class Doctor:
@@ -64,7 +65,9 @@ class Doctor:
     def backend_said(self) -> str:
         """Where tokens will come from, and why."""
         if not self.embedded:
-            return f"through Ollama at {', '.join(s.url for s in self.settings.upstreams) or DEFAULT_OLLAMA_HOST}"
+            specs = self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+            kinds = {"ollama": "Ollama", "openai": "the OpenAI-compatible engine"}
+            return "through " + ", ".join(f"{kinds[s.kind]} at {s.url}" for s in specs)
         why = f"OLLAMA_HOST unset and no Ollama answers at {DEFAULT_OLLAMA_HOST}"
         if self.settings.backend == "embedded":
             why = "LLM_RUNNER_BACKEND=embedded"
@@ -91,8 +94,9 @@ class Doctor:
         """Every upstream in OLLAMA_HOST: reachable, and holding the models it should serve."""
         for spec in self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]:
             served = {m: t for m, t in tags.items() if spec.models is None or m in spec.models}
-            self.check_fit(spec.url, served, spec.vram_mb or self.settings.vram_mb)
-            await self.check_upstream(OllamaUpstream(spec.url, self.settings), served)
+            if spec.kind == "ollama":
+                self.check_fit(spec.url, served, spec.vram_mb or self.settings.vram_mb)
+            await self.check_upstream(make_upstream(spec, self.settings, served), served)
 
     def check_fit(self, host: str, tags: dict[str, str], vram_mb: int | None) -> None:
         """Whether the served models fit the card together (else the runner swaps them), or at all."""
@@ -115,7 +119,7 @@ class Doctor:
                 "what fits loaded and swaps the others in on demand (each swap costs a load)",
             )
 
-    async def check_loaded(self, backend: OllamaUpstream) -> None:
+    async def check_loaded(self, backend: Upstream) -> None:
         """What Ollama has in memory now, and how much of each model is on the CPU."""
         for resident in await backend.ps():
             size = resident.size / 2**30
@@ -130,13 +134,18 @@ class Doctor:
                 where = "all on the GPU" if resident.size_vram else "on the CPU: no GPU in use"
                 self.report(True, f"{resident.tag} loaded at {backend.name} ({size:.1f} GB, {where})")
 
-    async def check_upstream(self, backend: OllamaUpstream, tags: dict[str, str]) -> None:
-        host = backend.name
+    async def check_upstream(self, backend: Upstream, tags: dict[str, str]) -> None:
+        """Through the upstream's own interface, so each kind is probed as `serve` probes it."""
+        host, engine = backend.name, backend.kind == "openai"
         try:
             version = await backend.version()
-            self.report(True, f"Ollama {version} reachable at {host}")
+            said = f"OpenAI-compatible engine reachable at {host} ({version})" if engine else None
+            self.report(True, said or f"Ollama {version} reachable at {host}")
             for model_id, tag in tags.items():
                 info = await backend.show(tag)
+                if info is None and engine:
+                    async for _ in backend.pull(tag):  # raises, saying what the engine lists and the fix
+                        pass
                 if info is None:
                     self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
                     continue
@@ -144,10 +153,13 @@ class Doctor:
                 mismatch = check_identity(entry, info.details, info.model_info, capabilities=info.capabilities)
                 if mismatch:
                     self.report(False if entry.enforced else None, mismatch)
+                elif engine:
+                    self.report(True, f"{info.details.get('id')} listed in /v1/models at {host}, as {model_id}")
                 else:
                     found = observed(info.details, info.model_info)
                     self.report(True, f"{tag} present in Ollama at {host}: {found}, as {model_id} names")
-            await self.check_loaded(backend)
+            if not engine:  # an engine manages its own memory; /v1/models says nothing of it
+                await self.check_loaded(backend)
         except UpstreamError as exc:
             self.report(
                 False,

@@ -1,7 +1,8 @@
 """The upstream interface: what the core and the lifecycle need from a token source.
 
-`OllamaUpstream` (one Ollama server) implements it; the embedded engine is an Ollama-API server
-in a child process behind `EmbeddedUpstream`, and several upstreams are routed by `UpstreamRouter`.
+`OllamaUpstream` (one Ollama server) and `OpenAIUpstream` (vLLM, SGLang, llama-server...) implement
+it; the embedded engine is an Ollama-API server in a child process behind `EmbeddedUpstream`, and
+several upstreams are routed by `UpstreamRouter`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class PullProgress:
 
 
 class Upstream(Protocol):
+    kind: str  # "ollama", "embedded" or "openai" (an OpenAI-compatible engine)
     name: str  # its base URL: in logs, /status and metric labels
     slots: int  # generations it runs in parallel (its OLLAMA_NUM_PARALLEL)
     model_ids: frozenset[str] | None  # the served models it may serve; None: all of them

@@ -16,6 +16,8 @@ from llm_runner.upstream.ollama import OllamaUpstream
 
 
 class EmbeddedUpstream(OllamaUpstream):
+    kind = "embedded"
+
     def __init__(self, settings: Settings, slots: int) -> None:
         self.process = EngineProcess(settings)
         super().__init__(self.process.base_url, settings, slots=slots)

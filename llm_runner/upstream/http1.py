@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from llm_runner.upstream.http1_response import (
@@ -30,7 +31,17 @@ from llm_runner.upstream.http1_response import (
     Response,
 )
 
-__all__ = ["ConnectFailed", "ConnectionLost", "HTTP1Error", "HTTP1Pool", "ProtocolError", "ReadTimeout", "Response"]
+__all__ = [
+    "ConnectFailed",
+    "ConnectionLost",
+    "HTTP1Error",
+    "HTTP1Pool",
+    "ProtocolError",
+    "ReadTimeout",
+    "Response",
+    "probe",
+]
+T = TypeVar("T")
 
 
 class _Connection(asyncio.Protocol):
@@ -190,3 +201,27 @@ class HTTP1Pool:
         for connection in list(self._connections):
             connection.close()
         await asyncio.sleep(0)  # let the transports report their end
+
+
+async def probe(
+    pool: HTTP1Pool,
+    path: str,
+    timeout_s: float,
+    read: Callable[[int, bytes], T],
+    headers: Mapping[str, str] | None = None,
+) -> T:
+    """A liveness GET: `timeout_s` bounds every step, `read(status, body)` judges the answer (a
+    ValueError: a bad one). A pooled connection the server closed just as it is reused is retried
+    by the pool itself; any other failure but a refused connection is tried once more, on a fresh
+    connection (the failed one is closed, never reused). The second failure is raised."""
+    for attempt in (1, 2):
+        try:
+            async with pool.request(
+                "GET", path, headers=headers, connect_timeout_s=timeout_s, first_byte_timeout_s=timeout_s
+            ) as response:
+                body = await response.read(timeout_s)
+            return read(response.status, body)
+        except (HTTP1Error, ValueError) as exc:
+            if attempt == 2 or isinstance(exc, ConnectFailed):
+                raise
+    raise AssertionError("unreachable code")

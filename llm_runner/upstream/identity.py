@@ -168,7 +168,8 @@ def differences(
         out.append(f"quantisation {found.quantization} (expected {expected.quantization})")
     if expected.context_length and found.context_length and found.context_length != expected.context_length:
         out.append(f"context length {found.context_length} (expected {expected.context_length})")
-    if expected.thinking is not None and capabilities is not None and ("thinking" in capabilities) != expected.thinking:
+    # no capabilities at all (an OpenAI-compatible engine, an Ollama before they were reported): unknown
+    if expected.thinking is not None and capabilities and ("thinking" in capabilities) != expected.thinking:
         says = "lists" if "thinking" in capabilities else "does not list"
         out.append(f"it {says} the thinking capability (expected {'a' if expected.thinking else 'no'} thinking model)")
     return out

@@ -24,7 +24,7 @@ import httpx
 
 from llm_runner import fastjson
 from llm_runner.core.errors import UpstreamError
-from llm_runner.core.events import LENGTH, STOP, THINK_CLOSE, THINK_OPEN, End, Event, Scored, ToolCallEvent
+from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
 from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
@@ -35,6 +35,7 @@ from llm_runner.upstream.http1 import (
     HTTP1Pool,
     ProtocolError,
     ReadTimeout,
+    probe,
 )
 from llm_runner.upstream.ollama_import import ollama
 from llm_runner.upstream.ollama_wire import (
@@ -46,10 +47,13 @@ from llm_runner.upstream.ollama_wire import (
     short_tag,
     tool_call,
 )
+from llm_runner.upstream.thinking import ThinkFolder
 
 
 class OllamaUpstream:
     """Talks to one Ollama server. Create once per app; close with `aclose()`."""
+
+    kind = "ollama"
 
     def __init__(
         self, base_url: str, settings: Settings, *, slots: int = 1, model_ids: frozenset[str] | None = None
@@ -90,20 +94,10 @@ class OllamaUpstream:
         connect_timeout_s bounds every step. A pooled connection the server closed just as we
         reuse it is retried by the pool itself; any other failure but a refused connection is
         tried once more (the failed connection is closed, never reused)."""
-        quick = self.settings.connect_timeout_s
-        for attempt in (1, 2):
-            try:
-                async with self._http.request(
-                    "GET", "/api/version", connect_timeout_s=quick, first_byte_timeout_s=quick
-                ) as response:
-                    body = await response.read(quick)
-                if response.status != 200:
-                    raise ValueError(f"HTTP {response.status}")
-                return str(json.loads(body).get("version", "unknown"))
-            except (HTTP1Error, ValueError) as exc:
-                if attempt == 2 or isinstance(exc, ConnectFailed):
-                    raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        raise AssertionError("unreachable code")
+        try:
+            return await probe(self._http, "/api/version", self.settings.connect_timeout_s, _version_of)
+        except (HTTP1Error, ValueError) as exc:
+            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
 
     async def show(self, tag: str) -> ModelInfo | None:
         """What Ollama knows of `tag`, or None when it is not pulled."""
@@ -224,9 +218,8 @@ class OllamaUpstream:
         which is what makes Ollama stop."""
         content = fastjson.dumps(self.chat_body(tag, request, think_off))
         settings = self.settings
-        hide_thinking = settings.think == "hide"
+        thinking = ThinkFolder(settings.think == "hide")
         inter_token = settings.inter_token_timeout_s
-        thinking = False
         tool_calls = 0
         try:
             # The wait for the headers is the model load (first_token_timeout_s); every later
@@ -266,14 +259,8 @@ class OllamaUpstream:
                         thought = message_part.get("thinking")
                         text = message_part.get("content") or ""
                         done = chunk.get("done")
-                        if thought and not hide_thinking:
-                            text = thought if thinking else THINK_OPEN + thought
-                            thinking = True
-                        elif thought:
-                            text = ""
-                        elif thinking and (text or done):
-                            text = THINK_CLOSE + text
-                            thinking = False
+                        if thought or thinking.open:
+                            text = thinking.fold(thought, text, bool(done))
                         calls = message_part.get("tool_calls")
                         if calls:
                             for call in calls:
@@ -317,3 +304,9 @@ class OllamaUpstream:
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+
+
+def _version_of(status: int, body: bytes) -> str:
+    if status != 200:
+        raise ValueError(f"HTTP {status}")
+    return str(json.loads(body).get("version", "unknown"))
