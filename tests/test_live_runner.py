@@ -17,7 +17,7 @@ import pytest
 from llm_runner.engine.launcher import free_port
 from tests.conftest import LLAMA
 from tests.orchestrator import Orchestrator
-from tests.servers import Runner, StandIn
+from tests.servers import ROOT, Runner, StandIn
 from tests.test_cli import cli
 
 SLUG = LLAMA.replace("/", "--")
@@ -192,3 +192,29 @@ async def test_dynamic_registration_follows_the_runner_and_unregisters_on_sigter
             assert not any(r["registered"] for r in stats["runners"].values() if r["app"] == f"llm/{LLAMA}")
             log = runner.log()
             assert SECRET not in log and "heartbeat_secret" not in log
+
+
+def test_writing_into_the_shipped_runners_json_updates_its_entry_and_drops_models_no_longer_served(tmp_path):
+    path = tmp_path / "runners.json"
+    path.write_text((ROOT / "compose" / "runners.json").read_text())
+    env = {"OLLAMA_HOST": "http://127.0.0.1:9?parallel=2"}
+    result = cli("runners-json", "--url", "http://llm_runner:8000", "--no-gpu", "--write", str(path), env=env)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(path.read_text())["runners"]  # one runner, not the shipped one and a copy
+    assert entry["label"] == "llama-3.1-8b" and entry["capacity"] == 2  # the operator's label, new facts
+    qwen = "Qwen/Qwen2.5-7B-Instruct"
+    result = cli(
+        "runners-json",
+        "--url",
+        "http://llm_runner:8000",
+        "--no-gpu",
+        "--write",
+        str(path),
+        env=env | {"MODEL_ID": qwen},
+    )
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(path.read_text())["runners"]  # the runner no longer serves Llama
+    assert entry["app"] == f"llm/{qwen}"
+    result = cli("runners-json", "--url", "http://other:8000", "--no-gpu", "--write", str(path), "--label", "x")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(path.read_text())["runners"]) == 2  # another runner's entries are kept

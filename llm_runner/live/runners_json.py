@@ -183,8 +183,10 @@ def document(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def merge(existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """`existing` with `entries` upserted by label: the same label is replaced in place, new labels are
-    appended, other entries and other top-level keys are kept (go-livepeer's upsert is by label too)."""
+    """`existing` with `entries` upserted (go-livepeer's upsert is by label too): an entry with the
+    same label, or for the same runner_url under another label, is replaced in place (keeping the
+    operator's label, the route gateways use, unless a new one was asked for); an entry for another
+    model of the same runner is stale (it no longer serves it) and dropped; the rest is kept."""
     doc = dict(existing or {})
     runners_key = next((k for k in doc if str(k).lower() == "runners"), "runners")
     current = doc.pop(runners_key, None)
@@ -192,15 +194,28 @@ def merge(existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any
     if not isinstance(current, list):
         raise RunnersJSONError(f'"runners" must be an array, got {json_type(current)}')
     new = {e["label"]: dict(e) for e in entries}
+    by_url = {e["runner_url"]: e["label"] for e in entries}
+    runners = {_runner_base(url) for url in by_url}
     merged: list[Any] = []
     for item in current:
         label = _label_of(item)
+        url = item.get("runner_url") if isinstance(item, Mapping) else None
         if label in new:
             merged.append(new.pop(label))
-        else:
+        elif url in by_url and by_url[url] in new:
+            entry = new.pop(by_url[url])
+            default = entry["label"] == url.rstrip("/").rpartition("/")[2]  # the slug: no --label given
+            merged.append({**entry, "label": label} if default else entry)
+        elif not (isinstance(url, str) and _runner_base(url) in runners - {None}):
             merged.append(item)
     merged.extend(new.values())
     return {"runners": merged, **{k: v for k, v in doc.items()}}
+
+
+def _runner_base(url: str) -> str | None:
+    """The runner an entry's runner_url points at (`http://host:8000` of `…/models/<slug>`)."""
+    base, found, _ = url.rpartition("/models/")
+    return base if found else None
 
 
 def _label_of(item: Any) -> Any:
