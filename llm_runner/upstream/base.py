@@ -7,12 +7,12 @@ several upstreams are routed by `UpstreamRouter`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llm_runner.core.events import Event
-from llm_runner.core.request import GenerationRequest
+from llm_runner.core.request import GenerationRequest, Tool
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,15 @@ class Upstream(Protocol):
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def function_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools as OpenAI's function definitions: what Ollama's /api/chat and every OpenAI-compatible
+    engine take alike."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {}},
+        }
+        for t in tools
+    ]

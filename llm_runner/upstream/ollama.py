@@ -27,7 +27,7 @@ from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, function_tools
 from llm_runner.upstream.http1 import (
     ConnectFailed,
     ConnectionLost,
@@ -199,13 +199,7 @@ class OllamaUpstream:
         if request.output_format is not None:
             body["format"] = request.output_format
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {}},
-                }
-                for t in request.tools
-            ]
+            body["tools"] = function_tools(request.tools)
         if request.top_logprobs is not None:
             body["logprobs"] = True
             body["top_logprobs"] = request.top_logprobs

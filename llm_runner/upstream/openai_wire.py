@@ -14,6 +14,7 @@ from typing import Any
 
 from llm_runner.core.events import LENGTH, STOP
 from llm_runner.core.request import GenerationRequest, Message, ToolCall
+from llm_runner.upstream.base import function_tools
 from llm_runner.upstream.ollama_wire import tool_call
 
 # How an image's base64 text starts, per type: the core keeps bytes only, OpenAI wants a data: URL.
@@ -49,13 +50,7 @@ def chat_body(served: str, request: GenerationRequest, think_off: bool) -> dict[
             "json_schema": {"name": "output", "schema": request.output_format, "strict": True},
         }
     if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {"name": t.name, "description": t.description, "parameters": t.parameters or {}},
-            }
-            for t in request.tools
-        ]
+        body["tools"] = function_tools(request.tools)
     if request.top_logprobs is not None:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs
