@@ -182,11 +182,14 @@ def document(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # merging into a file
 
 
-def merge(existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def merge(
+    existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any]], *, complete: bool = False
+) -> dict[str, Any]:
     """`existing` with `entries` upserted (go-livepeer's upsert is by label too): an entry with the
     same label, or for the same runner_url under another label, is replaced in place (keeping the
-    operator's label, the route gateways use, unless a new one was asked for); an entry for another
-    model of the same runner is stale (it no longer serves it) and dropped; the rest is kept."""
+    operator's label, the route gateways use, unless a new one was asked for); the rest is kept.
+    `complete`: `entries` are every model of their runner, so its other entries are stale (it no
+    longer serves them) and dropped."""
     doc = dict(existing or {})
     runners_key = next((k for k in doc if str(k).lower() == "runners"), "runners")
     current = doc.pop(runners_key, None)
@@ -195,7 +198,7 @@ def merge(existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any
         raise RunnersJSONError(f'"runners" must be an array, got {json_type(current)}')
     new = {e["label"]: dict(e) for e in entries}
     by_url = {e["runner_url"]: e["label"] for e in entries}
-    runners = {_runner_base(url) for url in by_url}
+    runners = {_runner_base(url) for url in by_url} - {None} if complete else set()
     merged: list[Any] = []
     for item in current:
         label = _label_of(item)
@@ -206,7 +209,7 @@ def merge(existing: Mapping[str, Any] | None, entries: Sequence[Mapping[str, Any
             entry = new.pop(by_url[url])
             default = entry["label"] == url.rstrip("/").rpartition("/")[2]  # the slug: no --label given
             merged.append({**entry, "label": label} if default else entry)
-        elif not (isinstance(url, str) and _runner_base(url) in runners - {None}):
+        elif not (isinstance(url, str) and _runner_base(url) in runners):
             merged.append(item)
     merged.extend(new.values())
     return {"runners": merged, **{k: v for k, v in doc.items()}}
@@ -229,9 +232,13 @@ def _label_of(item: Any) -> Any:
 
 
 def merge_into_file(
-    path: str | os.PathLike[str], entries: Sequence[Mapping[str, Any]], *, on_chain: bool = False
+    path: str | os.PathLike[str],
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    on_chain: bool = False,
+    complete: bool = False,
 ) -> dict[str, Any]:
-    """Upsert `entries` by label into the runners.json at `path` (created if missing), atomically.
+    """Upsert `entries` into the runners.json at `path` (created if missing), atomically, as `merge` does.
 
     A file that is not JSON, not an object, or whose merged content go-livepeer would refuse is left
     unchanged and RunnersJSONError says why. Returns the document written."""
@@ -244,7 +251,7 @@ def merge_into_file(
             f'{path} must hold a JSON object {{"runners": [...]}} (go-livepeer refuses {json_type(existing)}); '
             "it was left as is"
         )
-    merged = merge(existing, entries)
+    merged = merge(existing, entries, complete=complete)
     try:
         validate_document(merged, on_chain=on_chain)
     except RunnersJSONError as exc:

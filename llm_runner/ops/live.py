@@ -106,7 +106,7 @@ def build_entries(
 def emit(entries: list[dict[str, Any]], write: Path | None, *, on_chain: bool) -> int:
     """Merge the entries into `write` (atomic, by label), or print the document."""
     if write:
-        merged = merge_into_file(write, entries, on_chain=on_chain)
+        merged = merge_into_file(write, entries, on_chain=on_chain, complete=True)
         print(f"wrote {len(entries)} runner(s) to {write} ({len(merged['runners'])} in all)", file=sys.stderr)
         return 0
     print(json.dumps(document(entries), indent=2))
