@@ -100,3 +100,18 @@ def function_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
         }
         for t in tools
     ]
+
+
+def sampling(request: GenerationRequest) -> dict[str, Any]:
+    """The sampling fields a request sets, named as Ollama's options and OpenAI's body both name
+    them; a field left unset is not sent (the model's own default applies)."""
+    fields: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+        value = getattr(request, name)
+        if value is not None:
+            fields[name] = value
+    if request.top_k is not None and request.top_k > 0:
+        fields["top_k"] = request.top_k
+    if request.stop:
+        fields["stop"] = list(request.stop)
+    return fields

@@ -27,7 +27,7 @@ from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
 from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, function_tools
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, function_tools, sampling
 from llm_runner.upstream.http1 import (
     ConnectFailed,
     ConnectionLost,
@@ -180,15 +180,8 @@ class OllamaUpstream:
         options: dict[str, Any] = {
             **self._options_base,
             "num_predict": min(request.max_tokens or num_ctx, num_ctx),
+            **sampling(request),
         }
-        for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
-            value = getattr(request, name)
-            if value is not None:
-                options[name] = value
-        if request.top_k is not None and request.top_k > 0:
-            options["top_k"] = request.top_k
-        if request.stop:
-            options["stop"] = list(request.stop)
         body: dict[str, Any] = {
             "model": tag,
             "messages": [ollama_message(m) for m in request.messages],

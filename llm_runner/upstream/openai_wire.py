@@ -14,7 +14,7 @@ from typing import Any
 
 from llm_runner.core.events import LENGTH, STOP
 from llm_runner.core.request import GenerationRequest, Message, ToolCall
-from llm_runner.upstream.base import function_tools
+from llm_runner.upstream.base import function_tools, sampling
 from llm_runner.upstream.ollama_wire import tool_call
 
 # How an image's base64 text starts, per type: the core keeps bytes only, OpenAI wants a data: URL.
@@ -34,14 +34,9 @@ def chat_body(served: str, request: GenerationRequest, think_off: bool) -> dict[
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    for name in ("max_tokens", "temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
-        value = getattr(request, name)
-        if value is not None:
-            body[name] = value
-    if request.top_k is not None and request.top_k > 0:
-        body["top_k"] = request.top_k
-    if request.stop:
-        body["stop"] = list(request.stop)
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    body |= sampling(request)
     if request.output_format == "json":
         body["response_format"] = {"type": "json_object"}
     elif isinstance(request.output_format, dict):
