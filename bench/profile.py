@@ -210,7 +210,7 @@ def with_cprofile(args: argparse.Namespace) -> None:
     with ollama:
         env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "128"}
         os.environ.update({**env, "LLM_RUNNER_MAX_QUEUE": "128", "LLM_RUNNER_LOG_LEVEL": "warning"})
-        from llm_runner.app import create_app
+        from llm_runner.http.app import create_app
 
         runner_port = free_port()
         config = uvicorn.Config(create_app(), host="127.0.0.1", port=runner_port, log_level="warning")

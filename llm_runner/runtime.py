@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from llm_runner.core.admission import Admission
+from llm_runner.core.errors import ConfigurationError
 from llm_runner.core.loop import GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import ServedModel
@@ -41,10 +42,6 @@ from llm_runner.upstream.shares import split_slots
 from llm_runner.upstream.states import OK
 
 log = logging.getLogger("llm_runner")
-
-
-class ConfigurationError(ValueError):
-    """Settings that cannot work; raised before the service starts listening."""
 
 
 def is_loopback(url: str) -> bool:

@@ -175,7 +175,11 @@ class Settings(BaseSettings):
     openai_max_queue: int = Field(
         0, ge=0, description="/v1 requests allowed to wait for a slot (0: answer 429 at once when full)."
     )
-    live_auth: bool = Field(False, description="Require AUTH_TOKEN on the live-runner paths /models/<slug>/v1/... too.")
+    live_auth: bool | None = Field(
+        None,
+        description="With AUTH_TOKEN set, the live-runner paths /models/<slug>/v1/... need it too; false opens "
+        "them (an orchestrator's clients call them with their own header).",
+    )
     metrics_open: bool = Field(
         False, description="Serve /metrics without AUTH_TOKEN (an in-network Prometheus scraper)."
     )

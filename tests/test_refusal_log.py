@@ -37,10 +37,18 @@ async def test_each_refused_request_leaves_one_line_naming_why_and_no_token(olla
         ("POST", "/llm", {"json": go_body(), "headers": bad}, 401, "Invalid bearer token"),
         ("GET", "/version", {"headers": bad}, 401, "Invalid bearer token"),
         ("GET", "/status", {"headers": bad}, 401, "Invalid bearer token"),
-        ("GET", "/nope", {"headers": good}, 400, "Not Found"),
-        ("GET", "/v1/nope", {"headers": good}, 404, "Not Found"),
+        ("GET", "/nope", {"headers": good}, 400, "no such path"),
+        ("GET", "/v1/nope", {"headers": good}, 404, "no such path"),
+        ("DELETE", "/llm", {"headers": good}, 400, "method not allowed (only POST)"),
         ("POST", "/v1/chat/completions", {"json": {"model": "acme/x", "messages": HI}, "headers": good}, 404, "acme/x"),
-        ("POST", f"/models/{slug}/v1/chat/completions", {"json": {"model": "acme/x", "messages": HI}}, 400, "acme/x"),
+        ("POST", f"/models/{slug}/v1/chat/completions", {"json": {"model": "acme/x"}}, 401, "Invalid bearer token"),
+        (
+            "POST",
+            f"/models/{slug}/v1/chat/completions",
+            {"json": {"model": "acme/x", "messages": HI}, "headers": good},
+            400,
+            "acme/x",
+        ),
     ]
     with Runner(env) as runner:
         runner.wait_status("OK")

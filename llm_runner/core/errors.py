@@ -1,5 +1,6 @@
-"""Typed errors the core raises; each face turns them into its own status codes and shapes
-(Livepeer: 400/401/500 `{"detail": {"msg"}}`; OpenAI: `{"error": {...}}` with 400/401/404/429/503)."""
+"""Typed errors the core raises, face-neutral: no HTTP status here. Each face maps them to its own
+statuses and shape (`livepeer/errors.py`: 400/401/500 `{"detail": {"msg"}}`; `openai/errors.py`:
+`{"error": {...}}` with 400/401/404/429/503), with the same verb, `refuse`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from collections.abc import Sequence
 from typing import Any
 
 
-class RunnerError(Exception):
-    """Base of every error we raise on purpose; `status` is the Livepeer status (400, 401 or 500)."""
+class ConfigurationError(ValueError):
+    """Settings that cannot work; raised before the service starts listening."""
 
-    status = 500
+
+class RunnerError(Exception):
+    """Base of every error we raise on purpose: a failure of ours or of an upstream, unless a
+    subclass says the client is at fault."""
+
+    client_fault = False  # the request is wrong: the client's to fix, not worth a retry
     retry_after_s = 0  # what Busy and NotReady put in Retry-After
     # Set once the generation loop has written this request's summary line: the HTTP layer then logs
     # nothing more, and logs one line itself for a refusal that never reached the loop (a bad body...).
@@ -27,7 +33,7 @@ class RunnerError(Exception):
 
 
 class BadRequest(RunnerError):
-    status = 400
+    client_fault = True
 
 
 class Unsupported(BadRequest):
@@ -35,7 +41,13 @@ class Unsupported(BadRequest):
 
 
 class Unauthorized(RunnerError):
-    status = 401
+    """The request lacks the token its route needs."""
+
+    client_fault = True
+
+
+class UnknownModel(BadRequest):
+    """The request names a model this path does not serve."""
 
 
 class ClientGone(BadRequest):
@@ -60,8 +72,8 @@ class UpstreamError(RunnerError):
     def __init__(self, kind: str, msg: str) -> None:
         super().__init__(msg)
         self.kind = kind
-        if kind == "upstream_4xx":  # the upstream refused what was asked: the client's to fix, not a retry
-            self.status = 400
+        # The upstream refused what was asked (tools on a model without): the client's to fix.
+        self.client_fault = kind == "upstream_4xx"
 
     @property
     def retryable(self) -> bool:

@@ -1,4 +1,4 @@
-"""HTTP routes of the Livepeer runner contract: /health, /version, /hardware/info, /llm.
+"""The Livepeer runner contract's routes: /health, /version, /hardware/info, /llm.
 
 The root paths serve the first model (and /health speaks for all of them); each model is also
 served under `/models/<slug>/`, so that every aiModels.json entry can have its own url and
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from llm_runner.auth import require_token
 from llm_runner.core.errors import BadRequest, RunnerError
 from llm_runner.core.events import DRAINED, ERROR, text_of
 from llm_runner.core.request import GenerationRequest, Message, ServedModel
-from llm_runner.front import Handler, Incoming, Reply, declaration
 from llm_runner.hardware import gpu_info
+from llm_runner.http.receipts import receipt_headers, request_id_headers
+from llm_runner.http.route import Access, Incoming, Reply, Route
+from llm_runner.http.sse import SSEResponse
 from llm_runner.livepeer.contract import (
     GPUComputeInfo,
     HardwareInformation,
@@ -30,11 +30,9 @@ from llm_runner.livepeer.contract import (
     LLMTokenUsage,
     Version,
 )
-from llm_runner.livepeer.errors import livepeer_error
+from llm_runner.livepeer.errors import LIVEPEER, refuse
 from llm_runner.livepeer.sse import completion_id, livepeer_finish, livepeer_stream
 from llm_runner.runtime import Runtime
-from llm_runner.sse import SSEResponse
-from llm_runner.usage import receipt_headers, request_id_headers
 
 ERROR_RESPONSES = {
     400: {"model": HTTPError, "description": "Bad request"},
@@ -43,53 +41,56 @@ ERROR_RESPONSES = {
 }
 
 
-def livepeer_router(runtime: Runtime, model: ServedModel, *, root: bool) -> APIRouter:
-    """The four contract endpoints for one model (root=True: the service's root paths)."""
-    router = APIRouter(responses=ERROR_RESPONSES)
-    authed = [Depends(require_token)]
-    scope = "root" if root else model.slug
+def livepeer_routes(runtime: Runtime, model: ServedModel, *, root: bool) -> list[Route]:
+    """The four contract endpoints for one model: at the root (root=True, /health speaks for every
+    model and /llm takes any served one) or under `/models/<slug>`."""
+    prefix, scope = ("", "root") if root else (f"/models/{model.slug}", model.slug)
 
-    @router.get("/health", response_model=HealthCheck, operation_id=f"health_{scope}")
-    @router.get("/health/", include_in_schema=False)
-    async def health() -> HealthCheck:
-        return HealthCheck(status=runtime.lifecycle.status(None if root else model.model_id))
+    async def health(_: Incoming) -> Reply:
+        return JSONResponse({"status": runtime.lifecycle.status(None if root else model.model_id)})
 
-    @router.get("/version", response_model=Version, dependencies=authed, operation_id=f"version_{scope}")
-    async def version() -> Version:
-        return Version(model_id=model.model_id, version=runtime.settings.version)
+    async def version(_: Incoming) -> Reply:
+        return JSONResponse(Version(model_id=model.model_id, version=runtime.settings.version).model_dump())
 
-    @router.get(
-        "/hardware/info",
-        response_model=HardwareInformation,
-        dependencies=authed,
-        operation_id=f"hardware_info_{scope}",
-    )
-    async def hardware_info() -> HardwareInformation:
+    async def hardware_info(_: Incoming) -> Reply:
         gpus = {index: GPUComputeInfo(**facts) for index, facts in gpu_info().items()}
-        return HardwareInformation(model_id=model.model_id, gpu_info=gpus, backend=runtime.backend_description)
-
-    router.add_api_route(
-        "/llm",
-        declaration(LLMRequest),
-        methods=["POST"],
-        response_model=LLMResponse,
-        operation_id=f"llm_{scope}",
-        responses={200: {"content": {"text/event-stream": {}}}},
-    )
-    return router
-
-
-def llm_handler(runtime: Runtime, model: ServedModel, *, root: bool) -> Handler:
-    """`POST /llm` for one model (root=True: any served model may be named), on the front door."""
-    token = runtime.settings.auth_token
+        info = HardwareInformation(model_id=model.model_id, gpu_info=gpus, backend=runtime.backend_description)
+        return JSONResponse(info.model_dump())
 
     async def llm(incoming: Incoming) -> Reply:
-        incoming.check_token(token)
         body = incoming.parse(LLMRequest)
         served = pick_model(runtime, model, body.model, root=root)
         return await run_llm(incoming, runtime, to_generation(body, served, incoming.header(b"livepeer-session-id")))
 
-    return llm
+    def doc(name: str, **extra: object) -> dict:
+        return {"operation_id": f"{name}_{scope}", "responses": {**ERROR_RESPONSES, **extra.pop("responses", {})}}
+
+    stream = {200: {"content": {"text/event-stream": {}}}}
+    return [
+        Route(f"{prefix}/health", "GET", health, LIVEPEER, Access.OPEN, response=HealthCheck, doc=doc("health")),
+        Route(f"{prefix}/health/", "GET", health, LIVEPEER, Access.OPEN),
+        Route(f"{prefix}/version", "GET", version, LIVEPEER, Access.RUNNER, response=Version, doc=doc("version")),
+        Route(
+            f"{prefix}/hardware/info",
+            "GET",
+            hardware_info,
+            LIVEPEER,
+            Access.RUNNER,
+            response=HardwareInformation,
+            doc=doc("hardware_info"),
+        ),
+        Route(
+            f"{prefix}/llm",
+            "POST",
+            llm,
+            LIVEPEER,
+            Access.RUNNER,
+            body=LLMRequest,
+            response=LLMResponse,
+            doc=doc("llm", responses=stream),
+        ),
+        Route(f"{prefix}/llm/", "POST", llm, LIVEPEER, Access.RUNNER, body=LLMRequest),
+    ]
 
 
 def pick_model(runtime: Runtime, path_model: ServedModel, requested: str, *, root: bool) -> ServedModel:
@@ -124,7 +125,7 @@ async def run_llm(incoming: Incoming, runtime: Runtime, job: GenerationRequest) 
         return SSEResponse(livepeer_stream(generation), generation.close, request_id_headers(generation))
     events, end = await generation.collect(incoming.receive)
     if end.reason in (ERROR, DRAINED):  # a JSON answer cannot carry a partial failure: 500
-        return livepeer_error(RunnerError(end.error))
+        return refuse(RunnerError(end.error))
     response = LLMResponse(
         id=completion_id(job.request_id),
         model=job.model_id,

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from llm_runner.app import create_app
-    from llm_runner.runtime import ConfigurationError
+    from llm_runner.core.errors import ConfigurationError
+    from llm_runner.http.app import create_app
 
     settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
