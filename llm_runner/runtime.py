@@ -7,68 +7,32 @@ started/stopped by the app's lifespan.
 
 from __future__ import annotations
 
-import importlib.util
-import ipaddress
 import json
 import logging
-from urllib.parse import urlsplit
-
-import httpx
 
 from llm_runner.core.admission import Admission
 from llm_runner.core.errors import ConfigurationError
 from llm_runner.core.loop import GenerationLoop
-from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.core.metrics import RunnerMetrics, bind_live
 from llm_runner.core.request import ServedModel
-from llm_runner.hardware import gpu_info
 from llm_runner.live.heartbeat_protocol import STATUS_READY, RunnerSnapshot
 from llm_runner.live.wiring import registrations
-from llm_runner.runtime_metrics import bind_metrics
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
     DEFAULT_OLLAMA_MODEL,
     Settings,
-    UpstreamSpec,
 )
-from llm_runner.upstream.base import ModelInfo, Upstream
+from llm_runner.upstream.base import ModelInfo
+from llm_runner.upstream.build import build_upstreams, engine_available, residency_policy, resolve_backend
 from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.catalog import Catalog, check_identity
-from llm_runner.upstream.kinds import make_upstream
 from llm_runner.upstream.lifecycle import Lifecycle
-from llm_runner.upstream.residency import ResidencyPolicy
 from llm_runner.upstream.router import UpstreamRouter
 from llm_runner.upstream.shares import split_slots
 from llm_runner.upstream.states import OK
 
 log = logging.getLogger("llm_runner")
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def engine_available() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
-def resolve_backend(settings: Settings) -> str:
-    """`ollama` or `embedded`, following LLM_RUNNER_BACKEND (auto probes the default address)."""
-    if settings.backend != "auto":
-        return settings.backend
-    if settings.ollama_host:
-        return "ollama"
-    try:
-        httpx.get(f"{DEFAULT_OLLAMA_HOST}/api/version", timeout=1.0).raise_for_status()
-        return "ollama"
-    except httpx.HTTPError:
-        return "embedded"
 
 
 class Runtime:
@@ -92,7 +56,7 @@ class Runtime:
             raise ConfigurationError(str(exc)) from exc
         self.by_id = {m.model_id: m for m in self.models}
         self._promised: dict[str, int] = {}  # per model: the capacity its registration last told
-        self.upstreams = self._build_upstreams()
+        self.upstreams = build_upstreams(settings, self.backend_kind, self.models)
         self.metrics = RunnerMetrics()
         self.lifecycle = Lifecycle(
             self.upstreams,
@@ -103,7 +67,7 @@ class Runtime:
             interval_s=settings.health_interval_s,
             startup_grace_s=settings.startup_grace_s,
             identity=self.check_identity,
-            residency=self._residency_policy(),
+            residency=residency_policy(settings, self.upstreams, self.catalog, self.models),
             canary=CanaryPolicy(settings.canary_idle_s, settings.canary_timeout_s, settings.canary_failures),
         )
         self.router = UpstreamRouter(self.upstreams, self.lifecycle)
@@ -118,7 +82,7 @@ class Runtime:
             raise ConfigurationError(str(exc)) from exc
         for registration in self.registrations:
             self.lifecycle.listeners.append(registration.poke)
-        bind_metrics(self.metrics, self.lifecycle, self.admission, self.loop.speed, self.advertised)
+        bind_live(self.metrics, self.lifecycle, self.admission, self.loop.speed, self.advertised)
 
     def advertised(self) -> dict[str, int]:
         """The capacity each model's registration advertises now: the slots of the upstreams that are
@@ -173,52 +137,6 @@ class Runtime:
             log.warning("%s: %s", model_id, mismatch)
             return None
         return mismatch
-
-    def _residency_policy(self) -> ResidencyPolicy:
-        """What decides which models fit together: the catalog's VRAM per model, and per upstream the
-        operator's figure, else NVML's for a lone Ollama on this machine, else nothing (learned)."""
-        settings = self.settings
-        specs = {s.url: s for s in settings.upstreams}
-        vram: dict[str, tuple[int | None, str]] = {}
-        for upstream in self.upstreams:
-            spec = specs.get(upstream.name)
-            if upstream.kind != "ollama":  # an engine, or the embedded one, manages its own memory
-                continue
-            if spec is not None and spec.vram_mb:
-                vram[upstream.name] = (spec.vram_mb, "OLLAMA_HOST vram_mb")
-            elif settings.vram_mb:
-                vram[upstream.name] = (settings.vram_mb, "LLM_RUNNER_VRAM_MB")
-            elif len(self.upstreams) == 1 and is_loopback(upstream.name):
-                gpus = gpu_info()
-                if len(gpus) == 1:
-                    vram[upstream.name] = (int(gpus["0"]["memory_total"]) >> 20, "NVML")
-        need = {
-            m.model_id: round(gb * 1024) if (gb := self.catalog.entry(m.model_id).vram_gb) else None
-            for m in self.models
-        }
-        return ResidencyPolicy(
-            need_mb=need,
-            vram_mb=vram,
-            allow_offload=settings.allow_offload,
-            swap_wait_s=settings.swap_wait_s,
-            max_swaps_per_minute=settings.max_swaps_per_minute,
-        )
-
-    def _build_upstreams(self) -> list[Upstream]:
-        settings = self.settings
-        if self.backend_kind == "embedded":
-            from llm_runner.upstream.embedded import EmbeddedUpstream
-
-            return [EmbeddedUpstream(settings, settings.default_slots)]
-        specs = settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
-        unknown = sorted({m for s in specs for m in s.models or ()} - set(self.by_id))
-        if unknown:
-            raise ConfigurationError(f"OLLAMA_HOST names models this runner does not serve: {', '.join(unknown)}")
-        for model in self.models:
-            if not any(s.models is None or model.model_id in s.models for s in specs):
-                raise ConfigurationError(f"no upstream in OLLAMA_HOST serves {model.model_id}")
-        tags = {m.model_id: m.tag for m in self.models}
-        return [make_upstream(s, settings, tags) for s in specs]
 
     @property
     def backend_description(self) -> str:

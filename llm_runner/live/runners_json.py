@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from llm_runner.core.request import model_slug
-from llm_runner.files import read_json, write_json
 from llm_runner.live.go_rules import (
     DEFAULT_HEALTHY_STATUS,
     MAX_METADATA_BYTES,
@@ -45,6 +44,7 @@ from llm_runner.live.go_rules import (
     validate_document,
     validate_entries,
 )
+from llm_runner.ops.files import read_json, write_json
 
 APP_PREFIX = "llm/"
 

@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from llm_runner.core.hardware import gpu_info
 from llm_runner.core.request import ServedModel
-from llm_runner.hardware import gpu_info
 from llm_runner.live.registration import Registration, RegistrationConfig, RunnerSnapshot
 from llm_runner.live.runners_json import APP_PREFIX, gpu_entry
 from llm_runner.settings import Settings

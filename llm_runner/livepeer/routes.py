@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 
 from llm_runner.core.errors import BadRequest, RunnerError
 from llm_runner.core.events import DRAINED, ERROR, text_of
+from llm_runner.core.hardware import gpu_info
 from llm_runner.core.request import GenerationRequest, Message, ServedModel
-from llm_runner.hardware import gpu_info
 from llm_runner.http.receipts import receipt_headers, request_id_headers
 from llm_runner.http.route import Access, Incoming, Reply, Route
 from llm_runner.http.sse import SSEResponse

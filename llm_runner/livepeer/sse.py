@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-from llm_runner import fastjson
+from llm_runner.core import fastjson
 from llm_runner.core.events import LENGTH, STOP, End, Scored
 from llm_runner.core.loop import Generation
 from llm_runner.sse import DONE_EVENT

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_runner import fastjson
+from llm_runner.core import fastjson
 from llm_runner.core.events import ERROR, STOP, End, Scored, text_of
 from llm_runner.core.loop import Generation
 from llm_runner.openai.responses import ResponseRequest

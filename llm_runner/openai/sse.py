@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_runner import fastjson
+from llm_runner.core import fastjson
 from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent, text_of
 from llm_runner.core.loop import Generation
 from llm_runner.core.request import ToolCall

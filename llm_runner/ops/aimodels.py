@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_runner.core.request import model_slug
-from llm_runner.files import read_json, write_json
+from llm_runner.ops.files import read_json, write_json
 
 PIPELINE = "llm"
 

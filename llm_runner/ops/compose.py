@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_runner.files import write_atomic
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
 from llm_runner.ops.console import fail
+from llm_runner.ops.files import write_atomic
 from llm_runner.ops.yaml_out import Folded, to_yaml
 from llm_runner.settings import DEFAULT_OLLAMA_MODEL, parse_upstreams
 from llm_runner.upstream.catalog import Catalog, CatalogError

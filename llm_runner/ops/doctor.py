@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from llm_runner.core.errors import UpstreamError
+from llm_runner.core.hardware import gpu_info
 from llm_runner.engine.registry import BUNDLED_INSTALL, BUNDLED_TAG, bundled_gguf
-from llm_runner.hardware import gpu_info
-from llm_runner.runtime import resolve_backend
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
@@ -25,6 +24,7 @@ from llm_runner.settings import (
     UpstreamSpec,
 )
 from llm_runner.upstream.base import Upstream
+from llm_runner.upstream.build import resolve_backend
 from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
 from llm_runner.upstream.identity import observed
 from llm_runner.upstream.kinds import make_upstream

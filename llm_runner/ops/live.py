@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llm_runner.hardware import gpu_info
+from llm_runner.core.hardware import gpu_info
 from llm_runner.live.go_url import is_http_url
 from llm_runner.live.runners_json import (
     EntryOptions,

@@ -26,8 +26,8 @@ from llm_runner.live.runners_json import RunnersJSONError
 from llm_runner.ops.calibrate import ENGINE_START_S, CalibrationError, Measured, calibrate, from_runner
 from llm_runner.ops.console import fail, load_settings
 from llm_runner.ops.live import add_entry_arguments, build_entries, emit, served_ids
-from llm_runner.runtime import resolve_backend
 from llm_runner.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_OLLAMA_HOST, Settings
+from llm_runner.upstream.build import resolve_backend
 from llm_runner.upstream.catalog import CatalogError
 from llm_runner.upstream.ollama import OllamaUpstream
 

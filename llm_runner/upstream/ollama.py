@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from llm_runner import fastjson
+from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
-from llm_runner import fastjson
+from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest, Message
