@@ -24,7 +24,7 @@ from pathlib import Path
 import uvloop
 
 from bench.loadgen import Connections, direct_target, one_stream, run_level, runner_target, summarize
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

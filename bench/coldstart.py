@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"

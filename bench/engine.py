@@ -10,7 +10,7 @@ import statistics
 
 from bench.loadgen import direct_target, one_stream, runner_target
 from llm_runner.engine.registry import BUNDLED_TAG as TAG
-from tests.servers import Engine, Runner
+from tests.support.servers import Engine, Runner
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

@@ -230,7 +230,7 @@ async def loaded(args: argparse.Namespace) -> None:
     from bench.loadgen import openai_target
     from bench.relay import cpu_ns
     from llm_runner.engine.launcher import free_port
-    from tests.servers import Runner, StandIn
+    from tests.support.servers import Runner, StandIn
 
     port = free_port()
     ollama = StandIn(port)
@@ -297,7 +297,7 @@ def deltas(before: dict[str, float], after: dict[str, float]) -> str:
 
 
 async def idle(args: argparse.Namespace) -> None:
-    from tests.servers import Runner
+    from tests.support.servers import Runner
 
     env = {
         "LLM_RUNNER_BACKEND": "embedded",

@@ -3,7 +3,7 @@
 For each kind, the same client times the first token straight from the engine and through the runner
 (/llm and /v1), one request at a time on kept connections (as go-livepeer keeps them), and reports
 the medians and what the runner adds. Two pairs:
-- scripted engines (tests/standin.py and tests/openai_standin.py): no compute, so the difference is
+- scripted engines (tests/support/standin.py and tests/support/openai_standin.py): no compute, so the difference is
   the relay itself;
 - real engines on the same GGUF, when llama-cpp-python and the bundled SmolLM2 are installed: the
   embedded engine (Ollama's API over llama.cpp) and llama-cpp-python's OpenAI server.
@@ -31,7 +31,7 @@ from bench.loadgen import (
 )
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
 from tests.conftest import LLAMA
-from tests.servers import Engine, LlamaCppServer, OpenAIStandIn, Runner, StandIn
+from tests.support.servers import Engine, LlamaCppServer, OpenAIStandIn, Runner, StandIn
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TOKENS = 8

@@ -1,6 +1,6 @@
 """A live runner soak through the stand-in orchestrator: `python -m bench.orchestrated --minutes 10`.
 
-The orchestrator (tests/orchestrator.py, written from go-livepeer's live_runner.go) loads the
+The orchestrator (tests/support/orchestrator.py, written from go-livepeer's live_runner.go) loads the
 runners.json that `llm-runner runners-json` writes, polls the readiness URL every 5 s with a 3 s
 timeout (its real cadence: one failed check would release every session), and proxies N streams
 of OpenAI chat at a time to the runner for the whole soak. Prints the orchestrator's own counts.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from bench.loadgen import LLAMA, one_stream, openai_target
-from tests.orchestrator import Orchestrator
-from tests.servers import ROOT, Runner, StandIn
+from tests.support.orchestrator import Orchestrator
+from tests.support.servers import ROOT, Runner, StandIn
 
 SLUG = LLAMA.replace("/", "--")
 

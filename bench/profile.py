@@ -116,7 +116,7 @@ async def with_py_spy(spy: str, args: argparse.Namespace) -> None:
     from bench.loadgen import openai_target, runner_target, yardstick_target
     from bench.relay import cpu_ns
     from llm_runner.engine.launcher import free_port
-    from tests.servers import Runner, Server, StandIn
+    from tests.support.servers import Runner, Server, StandIn
 
     port, yard_port = free_port(), free_port()
     ollama = StandIn(port)
@@ -201,7 +201,7 @@ def with_cprofile(args: argparse.Namespace) -> None:
 
     from bench.loadgen import openai_target, runner_target
     from llm_runner.engine.launcher import free_port
-    from tests.servers import StandIn
+    from tests.support.servers import StandIn
 
     port = free_port()
     ollama = StandIn(port)

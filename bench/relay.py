@@ -145,7 +145,7 @@ async def compare(
     """
     from bench.loadgen import Connections, direct_target, one_stream, openai_target, runner_target, yardstick_target
     from llm_runner.engine.launcher import free_port
-    from tests.servers import Runner, Server, StandIn
+    from tests.support.servers import Runner, Server, StandIn
 
     standin_port, yard_port, lean_port = free_port(), free_port(), free_port()
     ollama = StandIn(standin_port)
@@ -160,7 +160,7 @@ async def compare(
         "LLM_RUNNER_CONCURRENCY": str(max(levels) * 2),
         "LLM_RUNNER_MAX_QUEUE": str(max(levels) * 2),
         "LLM_RUNNER_LOG_LEVEL": "warning",
-        "LLM_RUNNER_HEALTH_INTERVAL_S": "5",  # the default; tests.servers polls every 0.2 s
+        "LLM_RUNNER_HEALTH_INTERVAL_S": "5",  # the default; tests.support.servers polls every 0.2 s
     }
     workload = {"tokens": tokens, "long_tokens": long_tokens, "token_rate": rate, "upstream_close": close}
     report: dict = {"workload": workload, "fresh": [], "reused": []}
@@ -348,11 +348,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:11434")
-    parser.add_argument("--standin", action="store_true", help="serve tests.standin, one connection per POST")
+    parser.add_argument("--standin", action="store_true", help="serve tests.support.standin, one connection per POST")
     parser.add_argument("--client", choices=("httpcore", "http1"), default="httpcore", help="the relay's transport")
     args = parser.parse_args()
     if args.standin:
-        from tests.standin import StandIn
+        from tests.support.standin import StandIn
 
         app: Any = closing(StandIn())
     else:

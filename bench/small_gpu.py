@@ -1,6 +1,6 @@
 """Two models on one small GPU, demand shifting between them: `python -m bench.small_gpu --minutes 2`.
 
-The Ollama stand-in's GPU has 8 GB and is scheduled as Ollama's sched.go (tests/standin_gpu.py): one
+The Ollama stand-in's GPU has 8 GB and is scheduled as Ollama's sched.go (tests/support/standin_gpu.py): one
 of Llama 3.1 8B (6.4 GB) and Qwen2.5 7B (5.6 GB) fits at a time, a load takes `--load-s`. Clients
 send streams without pause; every `--phase-s` the demand flips between 90 % Llama and 90 % Qwen
 (the same seeded schedule in each run). Three runs, one after the other:
@@ -34,8 +34,8 @@ import httpx
 
 from bench.loadgen import quantile
 from llm_runner.engine.launcher import free_port
-from tests.orchestrator import Orchestrator
-from tests.servers import ROOT, Runner, StandIn
+from tests.support.orchestrator import Orchestrator
+from tests.support.servers import ROOT, Runner, StandIn
 
 LLAMA, QWEN = "meta-llama/Meta-Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"
 TAGS = {LLAMA: "llama3.1:8b", QWEN: "qwen2.5:7b"}

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from bench.loadgen import LLAMA, Connections, Sample, Target, direct_target, one_stream, runner_target, summarize
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn
 
 COUNTS = (1, 2, 4, 8)
 SLOTS = 2  # per upstream: OLLAMA_HOST `?parallel=2`, like OLLAMA_NUM_PARALLEL=2
@@ -43,7 +43,7 @@ def runner_env(servers: list[StandIn]) -> dict[str, str]:
         "MODEL_ID": LLAMA,
         "LLM_RUNNER_MAX_QUEUE": "256",
         "LLM_RUNNER_LOG_LEVEL": "warning",
-        "LLM_RUNNER_HEALTH_INTERVAL_S": "5",  # the production default (tests/servers.py probes every 0.2 s)
+        "LLM_RUNNER_HEALTH_INTERVAL_S": "5",  # the production default (tests/support/servers.py probes every 0.2 s)
     }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn
 
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct"
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import LLAMA, go_body
-from tests.servers import ROOT, Runner
+from tests.support.servers import ROOT, serving
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -86,8 +86,7 @@ async def test_gguf_repos_and_overrides_map_to_ollama_names(ollama, client, tmp_
         "LLM_RUNNER_MODEL_MAP_FILE": str(overrides),
         "LLM_RUNNER_MODEL_MAP": json.dumps({"acme/Other": "mine:q8"}),
     }
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         for model_id, tag in zip(ids, tags, strict=True):
             answer = (await client.post(runner.url + "/llm", json=go_body(model=model_id))).json()
             assert answer["model"] == model_id  # always the HF id, never the tag

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import serving
 
 
 async def test_limit_queue_then_busy_and_queued_requests_complete(ollama, client):
     ollama.script(tokens=20, token_rate=20)  # each generation takes about a second
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "2", "LLM_RUNNER_MAX_QUEUE": "1"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         running = [asyncio.create_task(client.post(runner.url + "/llm", json=go_body(stream=True))) for _ in range(3)]
         await ollama.until(lambda s: s["open_generations"] == 2)
         await asyncio.sleep(0.1)  # the third one is now waiting in the queue
@@ -36,8 +35,7 @@ async def test_queue_wait_is_bounded(ollama, client):
         "LLM_RUNNER_CONCURRENCY": "1",
         "LLM_RUNNER_QUEUE_TIMEOUT_S": "0.3",
     }
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         first = asyncio.create_task(client.post(runner.url + "/llm", json=go_body()))
         await ollama.until(lambda s: s["open_generations"] == 1)
         waited = await client.post(runner.url + "/llm", json=go_body())

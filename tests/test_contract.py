@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import Runner, serving
 
 
 def assert_error(response: httpx.Response, status: int, *needles: str) -> str:
@@ -162,8 +163,6 @@ async def test_upstream_failures_are_500_naming_the_cause(runner, ollama, client
 
 
 async def test_oversized_body_and_prompt_are_400(standin_server, client):
-    from tests.servers import Runner
-
     env = {
         "OLLAMA_HOST": standin_server.url,
         "MODEL_ID": LLAMA,
@@ -190,11 +189,9 @@ async def test_oversized_body_and_prompt_are_400(standin_server, client):
 
 
 async def test_auth_token_required_everywhere_but_health(standin_server, client):
-    from tests.servers import Runner
 
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
-    with Runner(env) as secured:
-        secured.wait_status("OK")
+    with serving(env) as secured:
         assert (await client.get(secured.url + "/health")).json()["status"] == "OK"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             for method, path in (("POST", "/llm"), ("GET", "/version"), ("GET", "/hardware/info")):

@@ -11,8 +11,8 @@ import asyncio
 import httpx
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import serving
 
 
 async def test_disconnect_mid_stream_closes_upstream(runner, ollama, client):
@@ -50,8 +50,7 @@ async def test_many_clients_leaving_mid_stream_leave_nothing_open_and_others_unh
     ollama.script(tokens=400, token_rate=20)  # a leaver that is not cancelled would run 20 s
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "256"}
     limits = httpx.Limits(max_connections=None)
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
             async def leaver() -> bool:

@@ -11,8 +11,8 @@ import signal
 import httpx
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import serving
 
 V1_BODY = {"model": LLAMA, "messages": [{"role": "user", "content": "go on"}], "stream": True, "max_tokens": 1000}
 
@@ -25,8 +25,7 @@ async def test_sigterm_ends_llm_and_v1_streams_with_a_final_chunk_and_refuses_th
         "LLM_RUNNER_CONCURRENCY": "2",
         "LLM_RUNNER_DRAIN_TIMEOUT_S": "1",
     }
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         async with httpx.AsyncClient(timeout=30) as http:
 
             async def read(path: str, body: dict) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 from llm_runner.settings import Settings, normalize_ollama_host, parse_upstreams
 from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn, serving
 from tests.test_cli import cli
 
 TOKEN = "s3cret"
@@ -152,8 +152,7 @@ def guarded(standin_server: StandIn) -> Iterator[Runner]:
         "LLM_RUNNER_MAX_QUEUE": "0",
         "LLM_RUNNER_KEEP_ALIVE": "1h30m",
     }
-    with Runner(env) as server:
-        server.wait_status("OK")
+    with serving(env) as server:
         yield server
 
 
@@ -238,8 +237,7 @@ async def test_operator_pages_need_the_token_and_readiness_urls_do_not(guarded, 
 
 async def test_metrics_open_opens_metrics_only(standin_server, client):
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": TOKEN, "LLM_RUNNER_METRICS_OPEN": "true"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         pages = await asyncio.gather(*(client.get(runner.url + p) for p in OPERATOR_PAGES + OPEN_PAGES))
         status = {path: page.status_code for path, page in zip(OPERATOR_PAGES + OPEN_PAGES, pages, strict=True)}
         assert status == {"/metrics": 200, **dict.fromkeys(OPERATOR_PAGES[1:], 401), **dict.fromkeys(OPEN_PAGES, 200)}

@@ -16,8 +16,8 @@ import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
 from llm_runner.settings import DEFAULT_OLLAMA_HOST
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Engine, Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import Engine, serving
 from tests.test_cli import cli
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -41,8 +41,7 @@ def engine():
 @pytest.fixture(scope="module")
 def bridged(engine):
     """The runner in front of the engine, through the ordinary Ollama backend."""
-    with Runner({"OLLAMA_HOST": engine.url, "MODEL_ID": SMOLLM, "LLM_RUNNER_CONCURRENCY": "2"}) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving({"OLLAMA_HOST": engine.url, "MODEL_ID": SMOLLM, "LLM_RUNNER_CONCURRENCY": "2"}, timeout=60) as runner:
         yield runner
 
 
@@ -147,8 +146,7 @@ async def test_disconnect_stops_generation_within_a_few_tokens(engine, bridged):
 async def test_embedded_backend_starts_by_itself(tmp_path):
     """No Ollama anywhere: the runner starts its own engine and says so."""
     env = {"LLM_RUNNER_BACKEND": "embedded"}
-    with Runner(env) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving(env, timeout=60) as runner:
         async with httpx.AsyncClient(timeout=60) as http:
             hardware = (await http.get(runner.url + "/hardware/info")).json()
             assert hardware["model_id"] == SMOLLM and "embedded" in hardware["backend"]
@@ -167,8 +165,7 @@ def _ollama_at_default_address() -> bool:
 
 async def test_doctor_beside_the_quick_start_runner_describes_the_embedded_engine():
     """The README's quick start (no Ollama): doctor names what is served and where, and finds it healthy."""
-    with Runner({"LLM_RUNNER_BACKEND": "embedded"}) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving({"LLM_RUNNER_BACKEND": "embedded"}, timeout=60) as runner:
         settings = [({"LLM_RUNNER_BACKEND": "embedded"}, "LLM_RUNNER_BACKEND=embedded")]
         if not _ollama_at_default_address():  # the quick start's own settings: none, so `auto`
             settings.append(({}, f"OLLAMA_HOST unset and no Ollama answers at {DEFAULT_OLLAMA_HOST}"))

@@ -16,7 +16,7 @@ import ollama
 import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
-from tests.servers import Engine
+from tests.support.servers import Engine
 
 if importlib.util.find_spec("llama_cpp") is None or bundled_gguf() is None:
     if os.environ.get("REQUIRE_REAL_TOKENS") == "1":

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from llm_runner.engine.registry import bundled_gguf
-from tests.servers import Runner
+from tests.support.servers import Runner, serving
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SLUG = SMOLLM.replace("/", "--")
@@ -41,8 +41,7 @@ def wait_for(predicate, within: float = 60.0) -> None:
 
 
 def test_an_engine_that_dies_is_noticed_restarted_and_warmed_again():
-    with Runner({**EMBEDDED, "LLM_RUNNER_HEALTH_INTERVAL_S": "5"}) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving({**EMBEDDED, "LLM_RUNNER_HEALTH_INTERVAL_S": "5"}, timeout=60) as runner:
         (first,) = engine_pids(runner)
         os.kill(first, signal.SIGKILL)
         # noticed from the supervisor, not from the next 5 s probe

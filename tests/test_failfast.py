@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner, StandIn
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import Runner, StandIn, serving
 
 V1_BODY = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 DOWN_SINCE = re.compile(r"down since \d\d:\d\d:\d\d UTC")
@@ -26,8 +26,7 @@ def runner_env(ollama: StandIn, **extra: str) -> dict[str, str]:
 @pytest.mark.parametrize("face", ["livepeer", "openai"])
 async def test_the_first_request_after_ollama_died_is_refused_at_once_naming_it(own_ollama, client, face):
     # A long probe interval: the request itself finds Ollama gone, not the lifecycle's probe.
-    with Runner(runner_env(own_ollama, LLM_RUNNER_HEALTH_INTERVAL_S="60")) as runner:
-        runner.wait_status("OK")
+    with serving(runner_env(own_ollama, LLM_RUNNER_HEALTH_INTERVAL_S="60")) as runner:
         own_ollama.process.kill()
         own_ollama.process.wait()
         began = time.monotonic()
@@ -53,8 +52,7 @@ async def test_the_first_request_after_ollama_died_is_refused_at_once_naming_it(
 async def test_requests_queued_for_a_slot_are_released_when_ollama_dies(own_ollama, client):
     own_ollama.script(tokens=1000, token_rate=10)  # 100 s: only the kill ends it
     env = runner_env(own_ollama, LLM_RUNNER_CONCURRENCY="1", LLM_RUNNER_QUEUE_TIMEOUT_S="60")
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         body = b""
 
         async def hold() -> None:
@@ -105,8 +103,7 @@ async def test_a_slow_pull_is_waited_for_and_then_served(own_ollama, client):
 
 
 async def test_status_and_metrics_say_since_when_and_the_runner_recovers_without_a_restart(own_ollama, client):
-    with Runner(runner_env(own_ollama)) as runner:
-        runner.wait_status("OK")
+    with serving(runner_env(own_ollama)) as runner:
         pid = runner.process.pid
         own_ollama.process.kill()
         own_ollama.process.wait()

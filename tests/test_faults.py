@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import serving
 
 
 async def first_data_line(response: httpx.Response) -> None:
@@ -21,8 +21,7 @@ async def first_data_line(response: httpx.Response) -> None:
 
 async def test_ollama_killed_mid_stream_gives_a_terminal_chunk_and_the_runner_recovers(own_ollama, client):
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "5"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         own_ollama.script(tokens=1000, token_rate=50)
         body = b""
         async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
@@ -41,8 +40,7 @@ async def test_ollama_killed_mid_stream_gives_a_terminal_chunk_and_the_runner_re
 
 async def test_slow_first_token_is_not_a_timeout_but_a_stalled_stream_is(ollama, client):
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_INTER_TOKEN_TIMEOUT_S": "0.5"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         ollama.script(first_token_delay=2.0)  # a model load: no headers for 2 s
         slow = await client.post(runner.url + "/llm", json=go_body(stream=True))
         assert parse_livepeer_stream(slow.content, LLAMA).finish_reason == "stop"
@@ -56,8 +54,7 @@ async def test_slow_first_token_is_not_a_timeout_but_a_stalled_stream_is(ollama,
 async def test_a_thousand_clients_leaving_mid_stream_leave_no_generation_open(ollama):
     ollama.script(tokens=400, token_rate=20)
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "256"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as http:
 
             async def leaver() -> None:
@@ -75,8 +72,7 @@ async def test_a_thousand_clients_leaving_mid_stream_leave_no_generation_open(ol
 
 async def test_sigterm_lets_running_streams_finish_and_refuses_new_ones(ollama, client):
     ollama.script(tokens=30, token_rate=20)  # 1.5 s per stream
-    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "4"}) as runner:
-        runner.wait_status("OK")
+    with serving({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "4"}) as runner:
 
         async def stream() -> bytes:
             body = b""
@@ -100,8 +96,7 @@ async def test_sigterm_lets_running_streams_finish_and_refuses_new_ones(ollama, 
 async def test_drain_is_bounded_and_cut_streams_still_end_cleanly(ollama, client):
     ollama.script(tokens=1000, token_rate=20)  # would take 50 s
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_DRAIN_TIMEOUT_S": "1"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         body = b""
         async with client.stream("POST", runner.url + "/llm", json=go_body(stream=True, max_tokens=1000)) as r:
             async for chunk in r.aiter_bytes():

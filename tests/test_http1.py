@@ -24,7 +24,7 @@ from llm_runner.settings import Settings
 from llm_runner.upstream.http1 import ConnectFailed, ConnectionLost, HTTP1Pool, ProtocolError, ReadTimeout
 from llm_runner.upstream.http1_response import HIGH_WATER
 from llm_runner.upstream.ollama import OllamaUpstream
-from tests.servers import StandIn
+from tests.support.servers import StandIn
 
 Handler = Callable[["Conn"], Awaitable[None]]
 QUICK = {"connect_timeout_s": 5.0, "first_byte_timeout_s": 5.0}

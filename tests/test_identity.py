@@ -8,7 +8,7 @@ import json
 import httpx
 
 from tests.conftest import LLAMA
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn, serving
 from tests.test_cli import cli
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
@@ -32,8 +32,7 @@ def test_an_operator_override_is_served_with_a_logged_warning(standin_server: St
     standin_server.reset()
     standin_server.script(models=["llama3.1:8b", "my-qwen"], identities={"my-qwen": DRIFTED["qwen2.5:7b"]})
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN, "LLM_RUNNER_MODEL_MAP": json.dumps({QWEN: "my-qwen"})}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         assert "qwen2" in runner.wait_log("WARNING")  # expected qwen2, found llama: served anyway
     standin_server.reset()
 
@@ -41,8 +40,8 @@ def test_an_operator_override_is_served_with_a_logged_warning(standin_server: St
 def test_a_matching_tag_passes(standin_server: StandIn):
     standin_server.reset()
     standin_server.script(models=["qwen2.5:7b"])
-    with Runner({"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN}) as runner:
-        runner.wait_status("OK")
+    with serving({"OLLAMA_HOST": standin_server.url, "MODEL_ID": QWEN}):
+        pass  # reaching OK is the check
     standin_server.reset()
 
 

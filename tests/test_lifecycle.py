@@ -7,8 +7,8 @@ import asyncio
 import httpx
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner, StandIn, free_port
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import Runner, StandIn, free_port, serving
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct"
 
@@ -75,8 +75,7 @@ async def test_ollama_down_at_start_then_up_later(client):
 
 async def test_ollama_restart_is_noticed_and_recovered_without_restarting_the_runner(own_ollama, client):
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "0.3"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         own_ollama.stop()
         runner.wait_status("LOADING")
         response = await client.post(runner.url + "/llm", json=go_body())

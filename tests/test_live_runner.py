@@ -16,8 +16,8 @@ import pytest
 
 from llm_runner.engine.launcher import free_port
 from tests.conftest import LLAMA
-from tests.orchestrator import Orchestrator
-from tests.servers import ROOT, Runner, StandIn
+from tests.support.orchestrator import Orchestrator
+from tests.support.servers import ROOT, Runner, StandIn, serving
 from tests.test_cli import cli
 
 SLUG = LLAMA.replace("/", "--")
@@ -35,8 +35,7 @@ def write_runners_json(path: Path, runner: Runner, *extra: str) -> Path:
 def live(tmp_path: Path, own_ollama: StandIn) -> Iterator[tuple[StandIn, Runner, Orchestrator]]:
     """An Ollama stand-in, a runner (2 slots), and an orchestrator loaded with its runners.json."""
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "2"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             yield own_ollama, runner, orch
@@ -122,8 +121,7 @@ async def test_over_capacity_is_a_fast_429_with_retry_after_passed_through(tmp_p
     write it; go-livepeer #4015): the runner, not Ollama's hidden queue, says no."""
     own_ollama.script(tokens=200, token_rate=50)
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "1"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         document = json.loads(path.read_text())
         document["runners"][0]["capacity"] = 2

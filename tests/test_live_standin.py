@@ -1,4 +1,4 @@
-"""The stand-in go-livepeer orchestrator (tests/orchestrator.py) and llm_runner.live against it.
+"""The stand-in go-livepeer orchestrator (tests/support/orchestrator.py) and llm_runner.live against it.
 
 A toy app (in-process uvicorn on a thread) plays the runner: per-name health that can be switched, an
 echo, an SSE stream that waits for a release, and a request that holds its slot until released. The
@@ -29,8 +29,8 @@ from llm_runner.engine.launcher import free_port
 from llm_runner.live import registration as reg_mod
 from llm_runner.live import runners_json as rj
 from llm_runner.live.registration import Registration, RegistrationConfig, parse_go_duration
-from tests import orchestrator as orch_mod
-from tests.orchestrator import Orchestrator
+from tests.support import orchestrator as orch_mod
+from tests.support.orchestrator import Orchestrator
 
 SECRET = "orch-secret-do-not-log-7f3a"
 ANY = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

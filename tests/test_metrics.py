@@ -39,10 +39,9 @@ async def test_metrics_follow_requests_tokens_errors_and_model_state(runner, oll
 
 
 async def test_a_full_context_is_counted_and_logged(ollama, client):
-    from tests.servers import Runner
+    from tests.support.servers import serving
 
-    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_NUM_CTX": "256"}) as small:
-        small.wait_status("OK")
+    with serving({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_NUM_CTX": "256"}) as small:
         long_prompt = go_body(messages=[{"role": "user", "content": "word " * 300}])
         assert (await client.post(small.url + "/llm", json=long_prompt)).status_code == 200
         metrics = (await client.get(small.url + "/metrics")).text

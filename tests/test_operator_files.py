@@ -1,6 +1,6 @@
 """Every operator file passes the real tool that consumes it: Docker Compose v2, the compose-spec schema,
 dclint, hadolint, promtool, go-livepeer v0.9.1's flags and runners.json rules, and a running runner's
-/metrics for the dashboard. Tools come from scripts/setup-tools; see tests/operator_tools.py."""
+/metrics for the dashboard. Tools come from scripts/setup-tools; see tests/support/operator_tools.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import LLAMA, go_body
-from tests.operator_tools import (
+from tests.support.operator_tools import (
     COMPOSE,
     DCLINT_CONFIG,
     GO_LIVEPEER_FLAGS,
@@ -39,7 +39,7 @@ from tests.operator_tools import (
     go_livepeer_flags,
     metric_names,
 )
-from tests.servers import Runner
+from tests.support.servers import serving
 
 ENV_EXAMPLE = COMPOSE / ".env.example"
 DEFAULT = "compose.yaml"  # what `docker compose` finds with no -f: the live-runner stack
@@ -462,8 +462,7 @@ def test_dashboard_shows_every_runner_metric_with_its_own_labels():
 
 
 async def test_every_metric_the_dashboard_queries_is_exported_by_a_running_runner(ollama, client):
-    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
-        runner.wait_status("OK")
+    with serving({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
         assert (await client.post(runner.url + "/llm", json=go_body(stream=True, max_tokens=5))).status_code == 200
         ollama.script(error_after=2)
         await client.post(runner.url + "/llm", json=go_body(stream=True))

@@ -19,7 +19,7 @@ from llm_runner.live.pricing import (
     round_up,
 )
 from tests.conftest import LLAMA, go_body
-from tests.operator_tools import check_runners_json
+from tests.support.operator_tools import check_runners_json
 from tests.test_cli import cli
 
 

@@ -15,7 +15,7 @@ from llm_runner.core.events import STOP, End
 from llm_runner.core.receipts import Receipt, Receipts
 from llm_runner.core.request import GenerationRequest, Message
 from tests.conftest import LLAMA, go_body
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn, serving
 from tests.test_cli import serve_fails
 from tests.test_core_loop import Limits, Rig, Scripted, drain_events, until
 from tests.test_core_loop import summaries as summaries  # the fixture: one summary line per request
@@ -131,8 +131,7 @@ def capped(standin_server: StandIn) -> Iterator[Runner]:
         "LLM_RUNNER_MAX_TOKENS_CAP": str(CAP),
         "LLM_RUNNER_CONCURRENCY": "4",
     }
-    with Runner(env) as server:
-        server.wait_status("OK")
+    with serving(env) as server:
         yield server
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.conftest import LLAMA, go_body
-from tests.servers import Runner
+from tests.support.servers import Runner, serving
 
 SECRET = "operator-secret-4c1e"
 WRONG = "not-the-token-77d0"
@@ -50,8 +50,7 @@ async def test_each_refused_request_leaves_one_line_naming_why_and_no_token(olla
             "acme/x",
         ),
     ]
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         for count, (method, path, request, status, reason) in enumerate(refusals, 1):
             response = await client.request(method, runner.url + path, **request)
             assert response.status_code == status, (path, response.text)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import serving
 
 CHECKS = [
     checks.not_a_server_error,
@@ -28,8 +28,7 @@ CHECKS = [
 def fuzzed_runner(standin_server):
     standin_server.reset()
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "LLM_RUNNER_MAX_PROMPT_CHARS": "20000"}
-    with Runner(env) as runner:
-        runner.wait_status("OK")
+    with serving(env) as runner:
         yield runner
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import serving
 
 
 async def test_defaults_and_runner_options_reach_ollama(runner, ollama, client):
@@ -34,8 +34,7 @@ async def test_max_tokens_beyond_the_context_is_capped_at_num_ctx(runner, ollama
 async def test_configured_num_ctx_and_keep_alive_are_sent_on_warm_up_and_every_request(standin_server, client):
     standin_server.reset()
     env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "LLM_RUNNER_NUM_CTX": "8192"}
-    with Runner(env | {"LLM_RUNNER_KEEP_ALIVE": "30m"}) as custom:
-        custom.wait_status("OK")
+    with serving(env | {"LLM_RUNNER_KEEP_ALIVE": "30m"}) as custom:
         await client.post(custom.url + "/llm", json=go_body())
         body = standin_server.stats()["chat_bodies"][-1]
         assert body["options"]["num_ctx"] == 8192 and body["keep_alive"] == "30m"

@@ -1,6 +1,6 @@
 """Many GPUs, one runner: several Ollamas behind one OLLAMA_HOST list.
 
-Each Ollama is a stand-in process of its own on loopback (tests/standin.py). Requests spread over
+Each Ollama is a stand-in process of its own on loopback (tests/support/standin.py). Requests spread over
 all of them; one killed mid-run costs only its own streams; an upstream lacking a model never gets
 it; pulls of one tag happen one at a time; /status and /metrics show every upstream × model; a bad
 OLLAMA_HOST list stops the service at start with a clear message. `llm-runner compose` writes the
@@ -33,8 +33,8 @@ from llm_runner.ops.yaml_out import Folded, scalar, to_yaml
 from llm_runner.settings import Settings, parse_upstreams
 from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import ROOT, Runner, StandIn
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import ROOT, Runner, StandIn, serving
 
 QWEN = "Qwen/Qwen2.5-0.5B-Instruct"
 QWEN_TAG = "qwen2.5:0.5b"
@@ -134,8 +134,7 @@ async def test_requests_spread_a_killed_upstream_costs_only_its_streams_and_it_i
     with standins(3) as servers:
         a, b, c = servers
         env = {"OLLAMA_HOST": hosts(servers, parallel="2"), "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "5"}
-        with Runner(env) as runner:
-            runner.wait_status("OK")
+        with serving(env) as runner:
             await capacity_is(client, runner, 6)
 
             # Six at once on six slots: two on each upstream, none queued behind another.
@@ -208,8 +207,7 @@ async def test_an_upstream_without_a_model_gets_none_of_its_requests_and_status_
             "MODEL_ID": f"{LLAMA},{OTHER}",
             "LLM_RUNNER_MODEL_MAP": json.dumps({OTHER: OTHER_TAG}),
         }
-        with Runner(env) as runner:
-            runner.wait_status("OK")
+        with serving(env) as runner:
             await capacity_is(client, runner, 4)
             report = await status(client, runner)
             pairs = {(u["url"], m["model_id"]): m["status"] for u in report["upstreams"] for m in u["models"]}
@@ -245,8 +243,7 @@ async def test_upstreams_sharing_a_models_volume_pull_a_tag_once(client):
         server.script(models=[], pull_delay=0.1)
         port = urlsplit(server.url).port
         env = {"OLLAMA_HOST": f"{server.url}?parallel=1,http://localhost:{port}?parallel=1", "MODEL_ID": LLAMA}
-        with Runner(env) as runner:
-            runner.wait_status("OK", timeout=30)
+        with serving(env, timeout=30) as runner:
             await capacity_is(client, runner, 2)
             assert (await stats(server))["pulls"] == 1
             answer = await client.post(runner.url + "/llm", json=go_body())
@@ -423,7 +420,7 @@ def test_compose_writes_one_ollama_per_gpu_a_runner_over_all_and_a_matching_ai_m
 
 
 def test_compose_file_passes_compose_v2_the_compose_spec_schema_and_dclint(tmp_path):
-    from tests.operator_tools import check_compose, unknown_go_livepeer_flags
+    from tests.support.operator_tools import check_compose, unknown_go_livepeer_flags
 
     ai_models = tmp_path / "cfg" / "aiModels.json"
     ai_models.parent.mkdir()

@@ -6,7 +6,7 @@ test (`scripts/setup-tools` installs them all), or fails it when REQUIRE_TOOLS=1
 
 Tests of files that CLI commands generate reuse these, e.g.::
 
-    from tests.operator_tools import check_compose, check_runners_json
+    from tests.support.operator_tools import check_compose, check_runners_json
     check_runners_json(tmp_path / "runners.json")
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.orchestrator_rules import Refused, parse_static_config, validate_static_config
+from tests.support.orchestrator_rules import Refused, parse_static_config, validate_static_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
 TOOLS = ROOT / ".tools"
 DCLINT_CONFIG = COMPOSE / ".dclintrc.yaml"

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from tests.orchestrator_url import go_url, http_url_ok
+from tests.support.orchestrator_url import go_url, http_url_ok
 
 PERSISTENT, SINGLE_SHOT = "persistent", "single-shot"
 ROUTING_ID, ROUTING_LABEL = "runner-id", "label"

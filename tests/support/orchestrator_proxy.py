@@ -14,10 +14,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from tests.orchestrator_registry import Registry
-from tests.orchestrator_rules import SINGLE_SHOT, Refused
-from tests.orchestrator_runner import Runner, derive_secret, random_id
-from tests.orchestrator_url import PATH_SAFE, join_proxy_path
+from tests.support.orchestrator_registry import Registry
+from tests.support.orchestrator_rules import SINGLE_SHOT, Refused
+from tests.support.orchestrator_runner import Runner, derive_secret, random_id
+from tests.support.orchestrator_url import PATH_SAFE, join_proxy_path
 
 HOP_BY_HOP = {
     "connection",

@@ -1,7 +1,7 @@
 """A stand-in go-livepeer orchestrator for Live Runners, written from go-livepeer v0.9.1 (e2fe336c):
 ai/runner/live_runner.go (the registry) and server/ai_http.go (the HTTP handlers).
 
-    python -m tests.orchestrator --port N [--runners runners.json] [--secret S]
+    python -m tests.support.orchestrator --port N [--runners runners.json] [--secret S]
         [--health-interval 5 --health-timeout 3] [--heartbeat-interval 5 --heartbeat-ttl 20]
         [--service-addr URL] [--runner-addr URL] [--onchain]
 
@@ -63,11 +63,11 @@ from urllib.parse import quote
 import httpx
 import uvicorn
 
-from tests.orchestrator_proxy import go_error, go_json, read_body, respond, single_shot
-from tests.orchestrator_registry import Registry
-from tests.orchestrator_rules import Refused, parse_static_config
-from tests.orchestrator_runner import derive_secret, go_duration, valid_secret
-from tests.orchestrator_url import PATH_SAFE, go_clean, join_proxy_path
+from tests.support.orchestrator_proxy import go_error, go_json, read_body, respond, single_shot
+from tests.support.orchestrator_registry import Registry
+from tests.support.orchestrator_rules import Refused, parse_static_config
+from tests.support.orchestrator_runner import derive_secret, go_duration, valid_secret
+from tests.support.orchestrator_url import PATH_SAFE, go_clean, join_proxy_path
 
 log = logging.getLogger("orchestrator")
 
@@ -197,7 +197,7 @@ class App:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.orchestrator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.orchestrator", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--runners", help="runners.json to load at start (-liveRunnerConfig)")
@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ != "__main__":  # the test-side helper; the stand-in process itself never imports llm_runner
-    from tests.servers import Server
+    from tests.support.servers import Server
 
     class Orchestrator(Server):
-        """`python -m tests.orchestrator` on a free port (see Server for start/stop)."""
+        """`python -m tests.support.orchestrator` on a free port (see Server for start/stop)."""
 
         def __init__(
             self,
@@ -256,7 +256,7 @@ if __name__ != "__main__":  # the test-side helper; the stand-in process itself 
             from llm_runner.engine.launcher import free_port
 
             port = port or free_port()
-            args = ["-m", "tests.orchestrator", "--port", str(port)]
+            args = ["-m", "tests.support.orchestrator", "--port", str(port)]
             args += ["--health-interval", str(health_interval), "--health-timeout", str(health_timeout)]
             args += ["--heartbeat-interval", str(heartbeat_interval), "--heartbeat-ttl", str(heartbeat_ttl)]
             args += ["--runners", str(runners)] if runners else []

@@ -9,13 +9,13 @@ Liveness per `flavor`: `vllm` has `/health` (200, 500 once its engine died) and 
 
 The stream follows vLLM's: a first chunk with the role, one chunk per token ("tok0 ", "tok1 ", ...),
 a chunk with `finish_reason`, then with `stream_options.include_usage` a chunk with `choices: []`
-and the usage (prompt tokens: 10 + the words of the messages, as tests/standin.py counts), then
+and the usage (prompt tokens: 10 + the words of the messages, as tests/support/standin.py counts), then
 `data: [DONE]`. `max_tokens` caps it (`length`), `tools` with the `tool_call` knob make a call
 streamed in pieces (`tool_calls`), `logprobs` adds `logprobs.content`, `reasoning_tokens` sends
 `reasoning_content` first. An unlisted model is a 404 with vLLM's error body.
 
-Knobs: POST /_control (JSON), POST /_reset, GET /_stats, with tests/servers.py's StandIn helpers.
-Run: python -m tests.openai_standin --port 8000
+Knobs: POST /_control (JSON), POST /_reset, GET /_stats, with tests/support/servers.py's StandIn helpers.
+Run: python -m tests.support.openai_standin --port 8000
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import uvicorn
 
 from tests.conftest import LLAMA
-from tests.standin import ScriptedAbort, _disconnected_within, finish, reply, send_body, start
+from tests.support.standin import ScriptedAbort, _disconnected_within, finish, reply, send_body, start
 
 SSE = [(b"content-type", b"text/event-stream")]
 

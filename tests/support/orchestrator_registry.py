@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.orchestrator_rules import (
+from tests.support.orchestrator_rules import (
     HEARTBEAT_FIELDS,
     ROUTING_LABEL,
     SINGLE_SHOT,
@@ -25,7 +25,7 @@ from tests.orchestrator_rules import (
     parse_static_config,
     trim,
 )
-from tests.orchestrator_runner import Runner, derive_secret, go_duration, random_id, valid_secret
+from tests.support.orchestrator_runner import Runner, derive_secret, go_duration, random_id, valid_secret
 
 log = logging.getLogger("orchestrator")
 

@@ -18,7 +18,7 @@ status, an error line mid-stream, an abrupt close, a stream that ends without `d
 /_stats exposes counters: open generations, how many were cancelled by the client, and the
 request bodies seen.
 
-Run: python -m tests.standin --port 11434
+Run: python -m tests.support.standin --port 11434
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.standin_gpu import GPU, keep_alive_seconds
+from tests.support.standin_gpu import GPU, keep_alive_seconds
 
 NDJSON = [(b"content-type", b"application/x-ndjson")]
 JSON = [(b"content-type", b"application/json")]
@@ -68,7 +68,7 @@ class Script:
     pull_fail: str | None = None  # in-stream pull error message
     pull_delay: float = 0.0  # seconds per pull progress step
     version: str = "0.12.6"
-    # A GPU with a VRAM budget, scheduled as Ollama's sched.go (tests/standin_gpu.py); 0: off, every
+    # A GPU with a VRAM budget, scheduled as Ollama's sched.go (tests/support/standin_gpu.py); 0: off, every
     # model counts as loaded. Sizes per tag in MB (default 5600), loads take load_seconds, a partly
     # offloaded model is offload_slowdown times slower, `wedged` hangs generations and loads.
     vram_mb: int = 0

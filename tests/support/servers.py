@@ -12,13 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from llm_runner.engine.launcher import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Server:
@@ -84,11 +86,11 @@ class Server:
 
 
 class StandIn(Server):
-    """The scripted Ollama (tests/standin.py)."""
+    """The scripted Ollama (tests/support/standin.py)."""
 
     def __init__(self, port: int | None = None) -> None:
         port = port or free_port()
-        super().__init__(["-m", "tests.standin", "--port", str(port)], port, ready_path="/api/version")
+        super().__init__(["-m", "tests.support.standin", "--port", str(port)], port, ready_path="/api/version")
 
     def script(self, **knobs: object) -> dict:
         response = httpx.post(self.url + "/_control", json=knobs, timeout=5)
@@ -113,11 +115,11 @@ class StandIn(Server):
 
 
 class OpenAIStandIn(StandIn):
-    """The scripted OpenAI-compatible engine (tests/openai_standin.py); the same knob helpers."""
+    """The scripted OpenAI-compatible engine (tests/support/openai_standin.py); the same knob helpers."""
 
     def __init__(self, port: int | None = None) -> None:
         port = port or free_port()
-        Server.__init__(self, ["-m", "tests.openai_standin", "--port", str(port)], port, ready_path="/_stats")
+        Server.__init__(self, ["-m", "tests.support.openai_standin", "--port", str(port)], port, ready_path="/_stats")
 
     @property
     def entry(self) -> str:
@@ -157,6 +159,14 @@ class Runner(Server):
                 return seen
             time.sleep(0.05)
         raise AssertionError(f"{path} stayed {seen}, wanted {status}:\n{self.log()[-3000:]}")
+
+
+@contextmanager
+def serving(env: dict[str, str], status: str = "OK", timeout: float = 15.0) -> Iterator[Runner]:
+    """A runner with this environment, once /health says `status`; stopped after."""
+    with Runner(env) as runner:
+        runner.wait_status(status, timeout=timeout)
+        yield runner
 
 
 class Engine(Server):
