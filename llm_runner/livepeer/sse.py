@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from llm_runner.core import fastjson
 from llm_runner.core.events import LENGTH, STOP, End, Scored
 from llm_runner.core.loop import Generation
-from llm_runner.sse import DONE_EVENT
+from llm_runner.http.sse import DONE_EVENT
 
 
 def completion_id(request_id: str) -> str:

@@ -17,7 +17,7 @@ from llm_runner.core import fastjson
 from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent, text_of
 from llm_runner.core.loop import Generation
 from llm_runner.core.request import ToolCall
-from llm_runner.sse import DONE_EVENT
+from llm_runner.http.sse import DONE_EVENT
 
 
 def completion_id(generation: Generation) -> str:
