@@ -123,23 +123,28 @@ class Settings(BaseSettings):
     model_id: str | None = Field(
         None,
         validation_alias=AliasChoices("MODEL_ID", "LLM_RUNNER_MODEL_ID", "model_id"),
-        description="HuggingFace model id(s) served, comma-separated. Default depends on the backend.",
+        description="HuggingFace model id(s) served, comma-separated, case-sensitive as in go-livepeer. "
+        f"Default: {DEFAULT_OLLAMA_MODEL} on Ollama, {DEFAULT_EMBEDDED_MODEL} on the embedded engine.",
     )
     auth_token: str | None = Field(
         None,
         validation_alias=AliasChoices("AUTH_TOKEN", "LLM_RUNNER_AUTH_TOKEN", "auth_token"),
-        description="When set, every endpoint but /health requires `Authorization: Bearer <token>`.",
+        description="The bearer token (aiModels.json `token`). When set, every path but /health and the readiness "
+        "URLs requires `Authorization: Bearer <token>`, the live-runner paths too unless LLM_RUNNER_LIVE_AUTH=false, "
+        "/metrics too unless LLM_RUNNER_METRICS_OPEN.",
     )
     version: str = Field(
         __version__,
         validation_alias=AliasChoices("VERSION", "LLM_RUNNER_VERSION", "version"),
-        description="Version reported by /version (semver; gateways may filter on it).",
+        description="Semver reported by /version and in live-runner registrations (gateways may filter on it).",
     )
     ollama_host: str | None = Field(
         None,
         validation_alias=AliasChoices("OLLAMA_HOST", "LLM_RUNNER_OLLAMA_HOST", "ollama_host"),
-        description="Ollama server(s), comma-separated, each `URL[?parallel=N][&models=ID…]` "
-        "(default http://127.0.0.1:11434). Several: one per GPU, capacity is the sum.",
+        description="Ollama server(s), comma-separated, each `URL[?parallel=N][&models=ID…][&vram_mb=N]`; "
+        "`openai+URL…[&served_model=NAME]` is an OpenAI-compatible engine (vLLM, SGLang, llama-server). "
+        "`http://host` means port 80, a bare host port 11434, as in Ollama. "
+        f"Unset: {DEFAULT_OLLAMA_HOST}. Several: one per GPU, capacity is the sum.",
     )
     ollama_num_parallel: int | None = Field(
         None,
@@ -156,7 +161,9 @@ class Settings(BaseSettings):
         4096, ge=256, description="Context window sent on every request (same value always: no reloads)."
     )
     keep_alive: str = Field(
-        "-1", description="Ollama keep_alive for every request: seconds (-1 = forever) or a duration."
+        "-1",
+        description="Ollama keep_alive for every request: seconds (-1 = keep loaded) "
+        "or a Go duration (`30m`, `1h30m`).",
     )
     concurrency: int | None = Field(
         None,
@@ -164,8 +171,10 @@ class Settings(BaseSettings):
         description="Generations in flight per upstream unless its entry says ?parallel=N "
         "(default: OLLAMA_NUM_PARALLEL, else 1).",
     )
-    max_queue: int = Field(16, ge=0, description="Requests allowed to wait for a slot; beyond it: 500 busy.")
-    queue_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a generation slot.")
+    max_queue: int = Field(16, ge=0, description="/llm requests allowed to wait for a slot; beyond it: 500 busy.")
+    queue_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait for a generation slot, or for a swap that loads the model asked for."
+    )
     loading_wait_s: float = Field(
         60.0, ge=0, description="Longest wait while a model is pulled or warmed (a dead upstream is not waited for)."
     )
@@ -177,8 +186,8 @@ class Settings(BaseSettings):
     )
     live_auth: bool | None = Field(
         None,
-        description="With AUTH_TOKEN set, the live-runner paths /models/<slug>/v1/... need it too; false opens "
-        "them (an orchestrator's clients call them with their own header).",
+        description="With AUTH_TOKEN set, the live-runner paths `/models/<slug>/v1/...` need it too (the default); "
+        "false opens them, for an orchestrator's clients that do not hold the runner's token.",
     )
     metrics_open: bool = Field(
         False, description="Serve /metrics without AUTH_TOKEN (an in-network Prometheus scraper)."
@@ -212,26 +221,38 @@ class Settings(BaseSettings):
     )
     think: Literal["inline", "hide", "off"] = Field(
         "inline",
-        description="Thinking models: inline = reasoning in <think>…</think> before the answer, "
+        description="Thinking models: inline = reasoning in `<think>…</think>` before the answer, "
         "hide = drop it, off = ask the model not to think.",
     )
     model_map: dict[str, str] = Field(
-        default_factory=dict, description='Extra HF id → Ollama tag mappings, JSON: {"org/Model": "tag"}.'
+        default_factory=dict,
+        description='Extra HF id → Ollama tag mappings, JSON: {"org/Model": "tag"}; served with a logged '
+        "warning when the tag's identity differs from the catalog's.",
     )
-    model_map_file: Path | None = Field(None, description="JSON file of extra HF id → Ollama tag mappings.")
-    pull: bool = Field(True, description="Pull missing models from Ollama's library at start.")
+    model_map_file: Path | None = Field(
+        None, description="JSON file of extra HF id → Ollama tag mappings, as LLM_RUNNER_MODEL_MAP."
+    )
+    pull: bool = Field(True, description="Pull missing models from Ollama's library at start (progress in the log).")
     warm: bool = Field(True, description="Load each model into memory at start so the first job is fast.")
-    connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout to Ollama.")
-    first_token_timeout_s: float = Field(
-        600.0, gt=0, description="Longest wait for Ollama's first byte (model loads can take minutes)."
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Connect timeout to an upstream (Ollama or an OpenAI-compatible engine)."
     )
-    inter_token_timeout_s: float = Field(120.0, gt=0, description="Longest silence between two tokens.")
-    health_interval_s: float = Field(5.0, gt=0, description="How often Ollama's liveness is checked.")
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
-    max_prompt_chars: int = Field(400_000, ge=1, description="Largest total message content accepted.")
+    first_token_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for an upstream's first byte (a cold model load can take minutes)."
+    )
+    inter_token_timeout_s: float = Field(
+        120.0, gt=0, description="Longest silence between two tokens: a stalled stream fails sooner."
+    )
+    health_interval_s: float = Field(5.0, gt=0, description="How often each upstream's liveness is checked.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body in bytes; larger: 400.")
+    max_prompt_chars: int = Field(
+        400_000, ge=1, description="Largest total message content accepted, in characters; larger: 400."
+    )
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight streams may finish.")
     engine_port: int = Field(0, ge=0, le=65535, description="Embedded engine port (0 = any free port).")
-    engine_models_dir: Path | None = Field(None, description="Folder of extra GGUF files for the engine.")
+    engine_models_dir: Path | None = Field(
+        None, description="Folder of extra `*.gguf` files for the embedded engine, each served as `<file stem>:latest`."
+    )
     engine_threads: int | None = Field(None, ge=1, description="llama.cpp threads (default: all cores).")
     live_orchestrator_url: str | None = Field(
         None,
@@ -240,15 +261,28 @@ class Settings(BaseSettings):
     )
     live_orch_secret: SecretStr | None = Field(None, description="The orchestrator's -orchSecret (never logged).")
     live_public_url: str = Field(
-        "http://127.0.0.1:8000", description="This runner's base URL as the orchestrator reaches it."
+        "http://127.0.0.1:8000",
+        description="This runner's base URL as the orchestrator reaches it "
+        "(dynamic registration's runner and health URLs).",
     )
-    live_price: float | None = Field(None, gt=0, description="price_info.price in USD per unit (on-chain).")
-    live_unit: Literal["hour", "720p", "fixed"] = Field("hour", description="price_info.unit.")
+    live_price: float | None = Field(
+        None,
+        gt=0,
+        description="price_info.price of a dynamic registration in USD per unit (on-chain); "
+        "`llm-runner price` proposes one.",
+    )
+    live_unit: Literal["hour", "720p", "fixed"] = Field(
+        "hour",
+        description="price_info.unit of a dynamic registration: hour (billed per second while a call is open), 720p, "
+        "or fixed (one payment per call; needs LLM_RUNNER_MAX_TOKENS_CAP).",
+    )
     live_verify_tls: bool = Field(
         False, description="Verify the orchestrator's TLS certificate (go-livepeer's own is self-signed)."
     )
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning or error."
+    )
     max_tokens_cap: int | None = Field(
         None,
         ge=1,

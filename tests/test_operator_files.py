@@ -250,20 +250,23 @@ def prose_flags(text: str) -> list[str]:
     return [f for line in text.splitlines() if not _OTHER_COMMANDS.search(line) for f in _PROSE_FLAG.findall(line)]
 
 
-def _readme_go_livepeer_code_lines() -> list[str]:
-    """Code lines (fenced or indented) that run go-livepeer: `livepeer ...`, `go-livepeer ...`, or its image."""
-    lines, fenced = [], False
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-            continue
-        code = re.split(r"\s#\s", line, maxsplit=1)[0]  # without a trailing shell comment
-        if (fenced or line.startswith("    ")) and re.search(
-            r"(^|[\s/])(go-)?livepeer(\s|$)|livepeer/go-livepeer:", code
-        ):
-            lines.append(code)
-    # and go-livepeer flags named in prose: backticked spans that start with a flag
-    lines += re.findall(r"`(-[a-z][A-Za-z0-9]*(?:\s[^`]*)?)`", (ROOT / "README.md").read_text())
+def _docs_go_livepeer_code_lines() -> list[str]:
+    """Code lines (fenced or indented) of the README and docs/ that run go-livepeer: `livepeer ...`,
+    `go-livepeer ...`, or its image."""
+    lines = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        fenced = False
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                fenced = not fenced
+                continue
+            code = re.split(r"\s#\s", line, maxsplit=1)[0]  # without a trailing shell comment
+            if (fenced or line.startswith("    ")) and re.search(
+                r"(^|[\s/])(go-)?livepeer(\s|$)|livepeer/go-livepeer:", code
+            ):
+                lines.append(code)
+        # and go-livepeer flags named in prose: backticked spans that start with a flag
+        lines += re.findall(r"`(-[a-z][A-Za-z0-9]*(?:\s[^`]*)?)`", page.read_text())
     return lines
 
 
@@ -277,7 +280,7 @@ def test_every_go_livepeer_flag_we_write_exists_in_v0_9_1(models):
         comments = "\n".join(line.split("#", 1)[1] for line in (COMPOSE / name).read_text().splitlines() if "#" in line)
         used[f"{name} comments"] = prose_flags(comments)
     used[".env.example"] = prose_flags(ENV_EXAMPLE.read_text())
-    used["README.md code"] = prose_flags("\n".join(_readme_go_livepeer_code_lines()))
+    used["README.md and docs/ code"] = prose_flags("\n".join(_docs_go_livepeer_code_lines()))
     unknown = {where: sorted(set(flags) - known) for where, flags in used.items() if set(flags) - known}
     assert not unknown, f"not go-livepeer v0.9.1 flags: {unknown}"
     assert {"aiWorker", "useLiveRunners", "ethUrl", "monitor", "cliAddr"} <= {f for fl in used.values() for f in fl}

@@ -1,4 +1,4 @@
-"""Every refused request leaves one log line (method, path, status, reason), as the README promises for
+"""Every refused request leaves one log line (method, path, status, reason), as docs/failure-behaviour.md promises for
 every request: a bad body, a wrong token, an unknown path, an unserved model, on both faces and on the
 operator pages. A refusal the generation loop already summarised gets no second line. Never a token."""
 

@@ -1,7 +1,7 @@
 """OpenAI chat-completions wire types, and their translation into the core's request.
 
 Every parameter of the API is either honoured or refused with a 400 naming it; nothing is
-silently dropped (README has the table). Unknown fields are refused too, as OpenAI does.
+silently dropped (docs/openai-api.md has the table). Unknown fields are refused too, as OpenAI does.
 """
 
 from __future__ import annotations
