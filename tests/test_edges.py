@@ -249,3 +249,15 @@ async def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(guarded
         assert (await client.get(guarded.url + "/status", headers={"Authorization": header})).status_code == 200
     for header in (f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer"):
         assert (await client.get(guarded.url + "/status", headers={"Authorization": header})).status_code == 401
+
+
+async def test_live_paths_need_the_token_when_one_is_set_unless_opened(guarded, standin_server, client):
+    live = f"/models/{SLUG}/v1/models"
+    assert (await client.get(guarded.url + live)).status_code == 401  # secure by default
+    assert (await client.get(guarded.url + live, headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
+    assert "live-runner paths need it" in guarded.wait_log("AUTH_TOKEN guards every path but")
+    env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": TOKEN, "LLM_RUNNER_LIVE_AUTH": "false"}
+    with serving(env) as runner:
+        assert (await client.get(runner.url + live)).status_code == 200
+        assert (await client.get(runner.url + "/v1/models")).status_code == 401  # the root paths stay guarded
+        assert "live-runner paths open (LLM_RUNNER_LIVE_AUTH=false)" in runner.wait_log("AUTH_TOKEN guards")

@@ -75,6 +75,8 @@ def access_line(table: RouteTable, settings: Settings) -> str:
     if not settings.auth_token:
         return "AUTH_TOKEN is not set: every path answers anyone who reaches this port"
     live = "open (LLM_RUNNER_LIVE_AUTH=false)" if settings.live_auth is False else "need it"
+    if settings.live_auth is not False and settings.live_orchestrator_url:
+        live += ": clients calling through the orchestrator send it as their API key"
     shown = ", ".join(p for p in open_paths if "/models/" not in p)
     return f"AUTH_TOKEN guards every path but {shown} (and each model's /ready); live-runner paths {live}"
 
