@@ -92,13 +92,21 @@ class Lifecycle:
 
     def status(self, model_id: str | None = None) -> str:
         """Livepeer's view: OK when every (or this) model is ready somewhere, ERROR when one can
-        never be served without the operator, else LOADING."""
+        never be served without the operator or every upstream of it is unreachable past the
+        start's grace (Docker's HEALTHCHECK must not count that healthy), else LOADING."""
         ids = [model_id] if model_id else list(self.tags)
         if all(self._ready[m] for m in ids):
             return OK
-        if any(all(s.status == ERROR for s in self.states(m)) for m in ids if not self._ready[m]):
+        if any(
+            all(s.status == ERROR for s in self.states(m)) or self._unreachable(m) for m in ids if not self._ready[m]
+        ):
             return ERROR
         return LOADING
+
+    def _unreachable(self, model_id: str) -> bool:
+        if model_id not in self.ever_ready and time.monotonic() < self.grace_until:
+            return False  # the service's first start: upstreams may still be coming up
+        return all(self.health[s.upstream].down_since is not None for s in self.states(model_id))
 
     def why_not(self, model_id: str) -> str:
         """Why the model cannot be served now (for 503 bodies and error messages)."""
