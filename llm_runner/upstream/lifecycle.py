@@ -35,6 +35,7 @@ from llm_runner.upstream.states import (
 )
 
 log = logging.getLogger("llm_runner.lifecycle")
+PULL_LOG_EVERY_S = 5.0  # a pull's progress line at most this often (and at each layer's end)
 _PERMANENT_PULL_ERRORS = ("file does not exist", "not found", "invalid model name", "invalid reference")
 # (model_id, what the upstream reports) → None if it is the model paid for, else why not
 IdentityCheck = Callable[[str, ModelInfo], str | None]
@@ -302,17 +303,38 @@ class Lifecycle:
                 return info
             state.set(LOADING, PULLING, f"pulling {state.tag}")
             self._notify()
-            layer, last_logged = "", -10
+            began = layer_began = logged_at = time.monotonic()
+            layer = ""
             async for progress in upstream.pull(state.tag):
-                if progress.digest != layer:  # each layer counts from 0 % again
-                    layer, last_logged = progress.digest, -10
-                state.progress_at = time.monotonic()
+                now = state.progress_at = time.monotonic()
+                if progress.digest != layer:  # each layer counts from 0 again
+                    layer, layer_began = progress.digest, now
                 if progress.total:
                     percent = int(progress.completed * 100 / progress.total)
                     state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
-                    if percent >= last_logged + 10:  # a log line every 10 %
-                        last_logged = percent - percent % 10
-                        log.info("%s on %s: %s", state.model_id, upstream.name, state.detail)
+                    if now - logged_at >= PULL_LOG_EVERY_S or progress.completed == progress.total:
+                        logged_at = now
+                        rate = progress.completed / max(now - layer_began, 1e-3)
+                        log.info(
+                            "%s on %s: %s (%s of %s, %s/s)",
+                            state.model_id,
+                            upstream.name,
+                            state.detail,
+                            _size(progress.completed),
+                            _size(progress.total),
+                            _size(rate),
+                        )
                 else:
                     state.detail = f"pulling {state.tag}: {progress.status}"
+            log.info(
+                "%s on %s: pulled %s in %.1f s", state.model_id, upstream.name, state.tag, time.monotonic() - began
+            )
             return await upstream.show(state.tag)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
