@@ -78,7 +78,7 @@ async def test_ollama_restart_is_noticed_and_recovered_without_restarting_the_ru
     with Runner(env) as runner:
         runner.wait_status("OK")
         own_ollama.stop()
-        runner.wait_status("LOADING")
+        runner.wait_status("ERROR")  # down, and not starting up: unhealthy
         response = await client.post(runner.url + "/llm", json=go_body())
         assert response.status_code == 500 and "unreachable" in response.json()["detail"]["msg"]
         own_ollama.start()
