@@ -287,10 +287,11 @@ async def test_an_error_after_tokens_ends_the_stream_with_error_and_is_not_retri
         await rig.ready()
         rig.upstreams["A"].scripts = [["x", "y", UpstreamError("truncated", "connection to Ollama broke")]]
         events = await drain_events(await rig.start())
-        assert events == ["x", "y", End(ERROR, 0, 2, "connection to Ollama broke")]
+        prompt = HELLO[-1].prompt_tokens  # counted by a follow-up: the cut stream never told it
+        assert events == ["x", "y", End(ERROR, prompt, 2, "connection to Ollama broke")]
         assert rig.upstreams["B"].chats == 0  # tokens were sent: no second try
         (line,) = summaries()
-        assert ": error (connection to Ollama broke), 0 prompt + 2 completion tokens" in line
+        assert f": error (connection to Ollama broke), {prompt} prompt + 2 completion tokens" in line
         assert rig.count(ERROR) == 1
         assert rig.sample("llm_runner_upstream_errors_total", upstream="A", kind="truncated") == 1
         assert rig.admission.in_flight == 0
@@ -308,7 +309,7 @@ async def test_a_consumer_that_stops_reading_is_cancelled_once(summaries):
         await generation.close()  # the face's cleanup runs too: still one end
         assert rig.upstreams["A"].open == 0 and rig.admission.in_flight == 0
         (line,) = summaries()
-        assert ": cancelled (client disconnected), 0 prompt + 1 completion tokens" in line
+        assert f": cancelled (client disconnected), {HELLO[-1].prompt_tokens} prompt + 1 completion tokens" in line
         assert rig.count("cancelled") == 1
 
 
@@ -465,7 +466,8 @@ async def test_a_prompt_over_the_limit_is_invalid(summaries):
 async def test_an_upstream_that_breaks_its_contract_still_ends_with_one_error(summaries):
     async with Rig(Scripted("A")) as rig:
         await rig.ready()
-        rig.upstreams["A"].scripts = [["a", ValueError("not JSON")], ["a"]]  # a bug; no End at all
+        # a bug; no End at all, not even to the count that follows each cut
+        rig.upstreams["A"].scripts = [["a", ValueError("not JSON")], ["a"], ["a", ValueError("not JSON")], ["a"]]
         for _ in range(2):
             events = await drain_events(await rig.start())
             assert events[0] == "a" and events[-1].reason == ERROR and "internal error" in events[-1].error

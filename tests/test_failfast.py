@@ -108,7 +108,7 @@ async def test_status_and_metrics_say_since_when_and_the_runner_recovers_without
         own_ollama.process.kill()
         own_ollama.process.wait()
         killed = time.monotonic()
-        runner.wait_status("LOADING")  # the lifecycle's probe noticed
+        runner.wait_status("ERROR")  # the lifecycle's probe noticed: down, and not starting up
         noticed = time.monotonic() - killed
         response = await client.post(runner.url + "/llm", json=go_body())
         assert response.status_code == 500 and DOWN_SINCE.search(response.json()["detail"]["msg"])

@@ -77,7 +77,7 @@ async def test_ollama_restart_is_noticed_and_recovered_without_restarting_the_ru
     env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_LOADING_WAIT_S": "0.3"}
     with serving(env) as runner:
         own_ollama.stop()
-        runner.wait_status("LOADING")
+        runner.wait_status("ERROR")  # down, and not starting up: unhealthy
         response = await client.post(runner.url + "/llm", json=go_body())
         assert response.status_code == 500 and "unreachable" in response.json()["detail"]["msg"]
         own_ollama.start()

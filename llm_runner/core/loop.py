@@ -36,6 +36,7 @@ from llm_runner.core.events import (
     Scored,
 )
 from llm_runner.core.metrics import RunnerMetrics
+from llm_runner.core.prompt_count import count_prompt
 from llm_runner.core.receipts import Receipt, Receipts
 from llm_runner.core.request import GenerationRequest
 from llm_runner.core.speed import Speed
@@ -74,8 +75,9 @@ class GenerationLoop:
         self.tags, self.readiness, self.admission = tags, readiness, admission
         self.metrics, self.limits = metrics, limits
         self.draining = False
-        self.cutting = False  # the drain period is over: every stream ends with `drained`
+        self.cutting = ""  # why every stream now ends with `drained` (the drain period is over)
         self.live: set[Generation] = set()
+        self.starting = 0  # requests waiting for their first token: streams about to open
         self.speed = Speed()
         self.drained = asyncio.Event()  # set once draining and no stream is open
         self.receipts = Receipts(limits.usage_window_s, limits.usage_max_sessions)
@@ -119,9 +121,12 @@ class GenerationLoop:
             )
             upstream = lease.upstream
             events = upstream.chat(self.tags[model_id], request, think_off=self.readiness.think_off(model_id))
+            self.starting += 1
             try:
                 first = await until_disconnected(receive, anext(events))
             except BaseException as exc:
+                self.starting -= 1
+                self.check_drained()
                 if isinstance(exc, UpstreamError):  # before the slot is freed: no waiter gets it
                     self.metrics.upstream_errors.labels(upstream.name, exc.kind).inc()
                     self.readiness.report_failure(upstream.name, model_id, exc)
@@ -138,12 +143,13 @@ class GenerationLoop:
                     raise
                 log.warning("%s failed before the first token, trying another upstream: %s", upstream.name, exc.msg)
                 continue
+            self.starting -= 1
             first_at = time.monotonic()
             self.metrics.ttft.labels(model_id).observe(first_at - arrived)
             generation = Generation(self, request, lease, events, first, arrived, first_at)
             self.live.add(generation)
-            if self.cutting:  # its first token came after the drain period: end it at once
-                generation.cut()
+            if self.cutting:  # its first token came after the cut: end it at once
+                generation.cut(self.cutting)
             return generation
 
     def drain(self, timeout_s: float) -> None:
@@ -153,13 +159,23 @@ class GenerationLoop:
         self.draining = True
         self.admission.close("runner is shutting down; send the request to another runner")
         asyncio.get_running_loop().call_later(timeout_s, self._cut)
-        if not self.live:
+        self.check_drained()
+
+    def check_drained(self) -> None:
+        if self.draining and not self.live and not self.starting:
             self.drained.set()
 
-    def _cut(self) -> None:
-        self.cutting = True
+    def _cut(self, why: str = "cut after the drain period") -> None:
+        self.cutting = why
         for generation in list(self.live):
-            generation.cut()
+            generation.cut(why)
+
+    def cut_now(self, why: str) -> int:
+        """A second interrupt: cut every open stream now, and those about to open. Returns how many."""
+        self.drain(0)
+        open_streams = len(self.live) + self.starting
+        self._cut(why)
+        return open_streams
 
     def account(self, request: GenerationRequest, end: End, arrived: float, first_at: float) -> Receipt:
         """The one summary line, the metrics and the receipt of one request, however it ended."""
@@ -225,7 +241,9 @@ class Generation:
         self.ended = False
         self.receipt: Receipt | None = None  # once it ended: what was served
         self._drained = False
+        self._cut_why = ""
         self._waiting: asyncio.Task[object] | None = None
+        self._cut_end: asyncio.Future[End] | None = None  # the end of a cut stream, once counted
 
     @property
     def model_id(self) -> str:
@@ -255,15 +273,15 @@ class Generation:
         except UpstreamError as exc:
             self.loop.metrics.upstream_errors.labels(self.lease.upstream.name, exc.kind).inc()
             self.loop.readiness.report_failure(self.lease.upstream.name, self.model_id, exc)
-            yield self._end(End(ERROR, 0, self.completion, exc.msg))
+            yield await self._end_cut(ERROR, exc.msg)
         except Exception as exc:  # an upstream that broke its contract: the stream still ends
             log.exception("%s: the upstream stream failed unexpectedly", self.model_id)
-            yield self._end(End(ERROR, 0, self.completion, _internal(exc)))
+            yield await self._end_cut(ERROR, _internal(exc))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not self._drained or (task is not None and task.uncancel() > 0):
                 raise
-            yield self._end(End(DRAINED, 0, self.completion, "runner shutting down: cut after the drain period"))
+            yield await self._end_cut(DRAINED, f"runner shutting down: {self._cut_why}")
         finally:
             await self.close()
 
@@ -283,9 +301,10 @@ class Generation:
         finally:
             await self.close()
 
-    def cut(self) -> None:
-        """The drain period is over: end with `drained` at the next event, or now if waiting."""
-        self._drained = True
+    def cut(self, why: str) -> None:
+        """The drain period is over (or a second interrupt came): end with `drained` at the next
+        event, or now if waiting."""
+        self._drained, self._cut_why = True, why
         if self._waiting is not None:
             self._waiting.cancel()
 
@@ -294,15 +313,34 @@ class Generation:
             self.ended = True
             self.lease.release()
             self.loop.live.discard(self)
-            if self.loop.draining and not self.loop.live:
-                self.loop.drained.set()
+            self.loop.check_drained()
             self.loop.metrics.upstream_tokens.labels(self.lease.upstream.name).inc(end.completion_tokens)
             self.receipt = self.loop.account(self.request, end, self.arrived, self.first_at)
         return end
 
+    async def _end_cut(self, reason: str, error: str) -> End:
+        """End a stream cut before the upstream's final chunk, which alone carries the prompt's
+        token count: stop the upstream, count the prompt (core/prompt_count.py), then account.
+        The slot is held meanwhile (the count runs on it). Shielded: a client that leaves, or a
+        shutdown that cancels, cannot lose the accounting."""
+        if self._cut_end is None:
+            self._cut_end = asyncio.ensure_future(self._count_and_end(reason, error))
+        return await asyncio.shield(self._cut_end)
+
+    async def _count_and_end(self, reason: str, error: str) -> End:
+        await self.upstream.aclose()  # what makes the upstream stop generating
+        lease, readiness = self.lease, self.loop.readiness
+        prompt, why = await count_prompt(
+            lease.upstream, self.loop.tags[self.model_id], self.request, readiness.think_off(self.model_id)
+        )
+        if why:
+            error = f"{error}; prompt tokens not counted: {why}"
+        return self._end(End(reason, prompt, self.completion, error))
+
     async def close(self) -> None:
         """Release the slot and close the upstream stream (which stops the generation)."""
-        self._end(End(CANCELLED, 0, self.completion, "client disconnected"))
+        if not self.ended:
+            await self._end_cut(CANCELLED, "client disconnected")
         await self.upstream.aclose()
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -16,6 +16,8 @@ from llm_runner.ops import compose as compose_module
 from llm_runner.ops import live as live_commands
 from llm_runner.ops import price as price_command
 from llm_runner.ops.console import fail, load_settings
+
+log = logging.getLogger("llm_runner.serve")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,23 +67,35 @@ def _serve(args: argparse.Namespace) -> int:
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT: refuse new generations at once, but keep listening (the readiness URL
         answers: an orchestrator that cannot reach it releases the sessions still streaming) until
-        the open streams end or the drain period cuts them; then stop. A second signal stops now."""
+        the open streams end or the drain period cuts them; then stop. A second signal cuts the open
+        streams now (each still gets its final chunk with its usage), a third stops at once."""
 
-        signalled = False
+        signals = 0
 
         def handle_exit(self, sig: int, frame: object) -> None:
-            if self.signalled:
-                super().handle_exit(sig, frame)  # type: ignore[arg-type]
-                return
-            self.signalled = True
-            runtime.begin_drain()
+            self.signals += 1
             loop = asyncio.get_event_loop()  # signals are handled on the server's own thread
-            loop.call_soon_threadsafe(lambda: loop.create_task(self.exit_when_drained(sig, frame)))
+            if self.signals == 1:
+                runtime.begin_drain()
+                if sig == signal.SIGINT:
+                    log.warning("press Ctrl-C again to cut the open streams now")
+                loop.call_soon_threadsafe(lambda: loop.create_task(self.exit_when_drained(sig, frame)))
+            elif self.signals == 2:
+                loop.call_soon_threadsafe(self.cut_now)
+            else:
+                self.should_exit = self.force_exit = True
+
+        def cut_now(self) -> None:
+            cut = runtime.loop.cut_now("cut by a second interrupt")
+            log.warning("second interrupt: cutting %d open stream(s) now; a third one stops at once", cut)
 
         async def exit_when_drained(self, sig: int, frame: object) -> None:
-            with contextlib.suppress(TimeoutError):  # the drain period cuts streams; this is a backstop
+            try:  # the drain period cuts streams; this is a backstop
                 await asyncio.wait_for(runtime.loop.drained.wait(), settings.drain_timeout_s + 5)
-            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+                log.warning("stopping: every stream has ended")
+            except TimeoutError:
+                log.warning("stopping: %d stream(s) did not end after the drain period", len(runtime.loop.live))
+            self.should_exit = True
 
     config = uvicorn.Config(
         app,

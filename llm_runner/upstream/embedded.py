@@ -36,3 +36,6 @@ class EmbeddedUpstream(OllamaUpstream):
     async def aclose(self) -> None:
         await super().aclose()
         await self.process.stop()
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return f"the embedded engine at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"

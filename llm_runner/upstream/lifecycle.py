@@ -35,6 +35,7 @@ from llm_runner.upstream.states import (
 )
 
 log = logging.getLogger("llm_runner.lifecycle")
+PULL_LOG_EVERY_S = 5.0  # a pull's progress line at most this often (and at each layer's end)
 _PERMANENT_PULL_ERRORS = ("file does not exist", "not found", "invalid model name", "invalid reference")
 # (model_id, what the upstream reports) → None if it is the model paid for, else why not
 IdentityCheck = Callable[[str, ModelInfo], str | None]
@@ -92,13 +93,21 @@ class Lifecycle:
 
     def status(self, model_id: str | None = None) -> str:
         """Livepeer's view: OK when every (or this) model is ready somewhere, ERROR when one can
-        never be served without the operator, else LOADING."""
+        never be served without the operator or every upstream of it is unreachable past the
+        start's grace (Docker's HEALTHCHECK must not count that healthy), else LOADING."""
         ids = [model_id] if model_id else list(self.tags)
         if all(self._ready[m] for m in ids):
             return OK
-        if any(all(s.status == ERROR for s in self.states(m)) for m in ids if not self._ready[m]):
+        if any(
+            all(s.status == ERROR for s in self.states(m)) or self._unreachable(m) for m in ids if not self._ready[m]
+        ):
             return ERROR
         return LOADING
+
+    def _unreachable(self, model_id: str) -> bool:
+        if model_id not in self.ever_ready and time.monotonic() < self.grace_until:
+            return False  # the service's first start: upstreams may still be coming up
+        return all(self.health[s.upstream].down_since is not None for s in self.states(model_id))
 
     def why_not(self, model_id: str) -> str:
         """Why the model cannot be served now (for 503 bodies and error messages)."""
@@ -294,17 +303,38 @@ class Lifecycle:
                 return info
             state.set(LOADING, PULLING, f"pulling {state.tag}")
             self._notify()
-            layer, last_logged = "", -10
+            began = layer_began = logged_at = time.monotonic()
+            layer = ""
             async for progress in upstream.pull(state.tag):
-                if progress.digest != layer:  # each layer counts from 0 % again
-                    layer, last_logged = progress.digest, -10
-                state.progress_at = time.monotonic()
+                now = state.progress_at = time.monotonic()
+                if progress.digest != layer:  # each layer counts from 0 again
+                    layer, layer_began = progress.digest, now
                 if progress.total:
                     percent = int(progress.completed * 100 / progress.total)
                     state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
-                    if percent >= last_logged + 10:  # a log line every 10 %
-                        last_logged = percent - percent % 10
-                        log.info("%s on %s: %s", state.model_id, upstream.name, state.detail)
+                    if now - logged_at >= PULL_LOG_EVERY_S or progress.completed == progress.total:
+                        logged_at = now
+                        rate = progress.completed / max(now - layer_began, 1e-3)
+                        log.info(
+                            "%s on %s: %s (%s of %s, %s/s)",
+                            state.model_id,
+                            upstream.name,
+                            state.detail,
+                            _size(progress.completed),
+                            _size(progress.total),
+                            _size(rate),
+                        )
                 else:
                     state.detail = f"pulling {state.tag}: {progress.status}"
+            log.info(
+                "%s on %s: pulled %s in %.1f s", state.model_id, upstream.name, state.tag, time.monotonic() - began
+            )
             return await upstream.show(state.tag)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

@@ -290,7 +290,10 @@ class OllamaUpstream:
         )
 
     def _unreachable(self, exc: BaseException) -> str:
-        return f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+        return (
+            f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc}): start it there, "
+            "or set OLLAMA_HOST to where it runs"
+        )
 
 
 def _version_of(status: int, body: bytes) -> str:
