@@ -13,8 +13,8 @@ import time
 import httpx
 
 from tests.conftest import LLAMA, go_body
-from tests.golivepeer import parse_livepeer_stream
-from tests.servers import Runner, StandIn
+from tests.support.golivepeer import parse_livepeer_stream
+from tests.support.servers import Runner, StandIn
 
 V1_BODY = {
     "model": LLAMA,

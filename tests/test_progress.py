@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import Runner
 
 
 async def test_a_pull_logs_bytes_and_rate_then_one_done_line(own_ollama):

@@ -9,7 +9,7 @@ import time
 
 from llm_runner.engine.launcher import free_port
 from tests.conftest import LLAMA, go_body
-from tests.servers import Runner, StandIn
+from tests.support.servers import Runner, StandIn
 
 V1_BODY = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
