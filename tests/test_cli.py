@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from llm_runner.engine.launcher import free_port
 from tests.conftest import LLAMA, go_body
-from tests.support.servers import ROOT, serving
+from tests.support.servers import ROOT, Server, serving
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -105,3 +106,15 @@ def test_models_lists_the_catalog_and_marks_what_fits():
     narrow = cli("models", "--vram", "8", env={"COLUMNS": "80"}).stdout
     assert max(len(line) for line in narrow.splitlines()) <= 80
     assert "VRAM GB" in narrow and "fits 8 GB" in narrow and "llama3.1:8b" in narrow and "6.3" in narrow
+
+
+def test_serve_listens_on_this_machine_only_unless_told(ollama):
+    port = free_port()
+    env = {"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}
+    server = Server(["-m", "llm_runner", "serve", "--port", str(port)], port, env, ready_path="/health").start()
+    try:
+        assert f"listening on 127.0.0.1:{port}: this machine only" in server.wait_log("listening on")
+        assert "AUTH_TOKEN is not set" in server.wait_log("AUTH_TOKEN")
+    finally:
+        server.stop()
+    assert "--host" in cli("serve", "--help").stdout and "0.0.0.0" in cli("serve", "--help").stdout

@@ -28,7 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service (OpenAI app for live runners, and the llm contract)")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 accepts every interface, "
+        "as the Docker image does: set AUTH_TOKEN then)",
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(run=_serve)
 
@@ -108,6 +113,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # Everything built so far lives as long as the process: keep it out of the collector's way,
     # and collect young objects less often (each stream allocates per token).
+    where = "this machine only" if args.host in ("127.0.0.1", "localhost", "::1") else "every client that reaches it"
+    logging.getLogger("llm_runner").info("listening on %s:%d: %s", args.host, args.port, where)
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
