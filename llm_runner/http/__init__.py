@@ -1,3 +1,4 @@
-"""The HTTP shell: one route table (`table.py`) served by one front door (`front.py`) in plain
-ASGI, with FastAPI kept for the OpenAPI document and its pages (`app.py`). The faces
-(`livepeer/`, `openai/`) contribute routes and word errors; this package owns the rest."""
+"""The HTTP shell: one route table (built in `app.py` from the faces' routes) served by one front
+door in plain ASGI (`front.py`), with FastAPI kept for the OpenAPI document, its pages and the
+lifespan. The faces (`livepeer/`, `openai/`) contribute routes and word errors; this package owns
+the rest: token checks, body limits, refusal lines, request metrics."""
