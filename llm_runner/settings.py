@@ -373,7 +373,7 @@ def _unknown_setting(name: str, known: set[str]) -> str:
     does nothing (a typo in a timeout or a secret's name is found only in production)."""
     suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
     close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), sorted(suffixes), n=1, cutoff=0.6)
-    fix = f"did you mean {suffixes[close[0]]}?" if close else "README's Configuration table lists the settings"
+    fix = f"did you mean {suffixes[close[0]]}?" if close else "docs/configuration.md lists the settings"
     return f"unknown setting {name}: {fix} (remove or rename it)"
 
 

@@ -172,7 +172,7 @@ def test_a_mistyped_setting_is_refused_naming_the_setting_it_meant(command):
 
 def test_an_unknown_setting_like_no_other_points_to_the_settings_table():
     line = one_line(serve_fails({"LLM_RUNNER_ZZZ": "1", "MODEL_ID": LLAMA}))
-    assert "unknown setting LLM_RUNNER_ZZZ" in line and "did you mean" not in line and "Configuration" in line
+    assert "unknown setting LLM_RUNNER_ZZZ" in line and "did you mean" not in line and "docs/configuration.md" in line
 
 
 def test_serve_on_a_port_already_in_use_says_so_and_which_flag_fixes_it():
