@@ -25,6 +25,7 @@ from tests.test_cli import cli, serve_fails
 from tests.test_operator_files import dockerfile_instructions
 
 WHEEL_CACHE = Path(os.environ.get("LLAMA_WHEEL_CACHE", Path.home() / ".cache" / "llm-runner" / "wheels"))
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
 CLOSED = "http://127.0.0.1:9"  # discard port: nothing listens
 
 
@@ -73,7 +74,7 @@ def _pip(python: Path, *args: str) -> str:
 # A build that prints ninja's first step, then waits until the test has seen it reported.
 _BUILD = (
     "import pathlib, sys, time\n"
-    "print('[3/193] /usr/bin/gcc -O3 -c /src/vendor/ggml/src/ggml-cpu.c -o ggml-cpu.c.o', flush=True)\n"
+    "print('  [3/193] /usr/bin/gcc -O3 -c /src/vendor/ggml/src/ggml-cpu.c -o ggml-cpu.c.o', flush=True)\n"
     "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.05)\n"
 )
 
@@ -236,15 +237,32 @@ def _runners_json(tmp_path: Path) -> Path:
     ],
     ids=["bad-json", "capacity-two", "no-runner-url"],
 )
-def test_a_hand_edited_runners_json_mistake_is_named_and_the_file_left_alone(tmp_path, mistake, needle):
+@pytest.mark.parametrize("reader", ["runners-json", "doctor"])
+def test_a_hand_edited_runners_json_mistake_is_named_and_the_file_left_alone(tmp_path, mistake, needle, reader):
     path = _runners_json(tmp_path)
     broken = mistake(path.read_text())
     path.write_text(broken)
-    result = cli("runners-json", "--no-gpu", "--model-id", LLAMA, "--write", str(path))
-    assert result.returncode == 2
-    line = one_line(result.stderr)
-    assert re.search(needle, line) and "left as is" in line, line
+    if reader == "runners-json":
+        result = cli("runners-json", "--no-gpu", "--model-id", LLAMA, "--write", str(path))
+        assert result.returncode == 2
+        line = one_line(result.stderr)
+        assert re.search(needle, line) and "fix" in line and "left as is" in line, line
+    else:
+        env = {"OLLAMA_HOST": CLOSED, "MODEL_ID": LLAMA}
+        result = cli("doctor", "--runner-url", CLOSED, "--runners-json", str(path), env=env)
+        assert result.returncode == 1 and not result.stderr
+        (line,) = [line for line in result.stdout.splitlines() if str(path) in line]
+        assert line.startswith("FAIL") and re.search(needle, line) and "fix it by hand" in line, line
     assert path.read_text() == broken
+
+
+def test_doctor_passes_a_good_runners_json_and_names_a_served_model_it_lacks(tmp_path):
+    path = _runners_json(tmp_path)
+    env = {"OLLAMA_HOST": CLOSED, "MODEL_ID": LLAMA}
+    result = cli("doctor", "--runner-url", CLOSED, "--runners-json", str(path), env=env)
+    assert f"PASS  {path}: {LLAMA} → http://llm_runner:8000/models/" in result.stdout, result.stdout
+    other = cli("doctor", "--runner-url", CLOSED, "--runners-json", str(path), env=env | {"MODEL_ID": QWEN})
+    assert f"FAIL  {path}: no runner for {QWEN}" in other.stdout and "runners-json --write" in other.stdout
 
 
 # --- --help -----------------------------------------------------------------------------------------------

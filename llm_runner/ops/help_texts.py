@@ -38,9 +38,9 @@ DESCRIPTIONS = {
     ),
     "doctor": (
         "Check what `serve` would run with these settings, one PASS/WARN/FAIL line each: the settings, "
-        "the model catalog, Ollama and its models, the GPU, an aiModels.json and a running runner. "
+        "the model catalog, Ollama and its models, the GPU, an aiModels.json or runners.json and a running runner. "
         "Exit 1 when a check fails.",
-        "MODEL_ID=meta-llama/Meta-Llama-3.1-8B-Instruct llm-runner doctor --ai-models aiModels.json",
+        "MODEL_ID=meta-llama/Meta-Llama-3.1-8B-Instruct llm-runner doctor --runners-json compose/runners.json",
     ),
     "compose": (
         "Write a Compose file for one host with several GPUs: one Ollama per GPU, the runner and "
