@@ -13,16 +13,16 @@ RUN useradd --create-home --uid 10001 runner
 
 WORKDIR /app
 
-# Dependencies in their own layer: it is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install -r requirements.txt \
-    && rm requirements.txt
+# Dependencies in their own layer, pinned: requirements.lock (scripts/lock writes it from pyproject.toml).
+COPY requirements.lock ./
+RUN pip install --no-deps -r requirements.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY llm_runner ./llm_runner
-RUN pip install --no-deps .
+# --no-deps and pip check: a lock that misses a dependency, or pins one pyproject.toml no longer accepts,
+# fails the build instead of pulling an unpinned version.
+RUN pip install --no-deps . \
+    && pip check
 
 USER 10001
 EXPOSE 8000

@@ -7,6 +7,7 @@ An unknown ``LLM_RUNNER_*`` variable is a start-up error: a typo must not silent
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -29,6 +30,7 @@ OPENAI_PREFIX = "openai+"  # an OLLAMA_HOST entry naming an OpenAI-compatible en
 
 
 # Go's time.ParseDuration, which Ollama uses for keep_alive strings: "10m", "1h30m", "-1s", "1.5h".
+_HOSTNAME = re.compile(r"^[A-Za-z0-9._-]+$|^[0-9A-Fa-f:.]+$")  # a name, an IPv4 or an IPv6 address
 _GO_DURATION = re.compile(r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
 
 
@@ -52,12 +54,20 @@ def normalize_ollama_host(host: str) -> str:
         host = "http://" + host
     parts = urlsplit(host)
     hostname = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not _HOSTNAME.match(hostname) or port == -1:
+        raise ValueError(
+            f"OLLAMA_HOST {raw!r} is not a server address: write host:port or a URL, e.g. http://127.0.0.1:11434"
+        )
     if hostname == "0.0.0.0":
         hostname = "127.0.0.1"
     if ":" in hostname:
         hostname = f"[{hostname}]"
     default_port = {"http": 80, "https": 443}[scheme] if has_scheme else 11434
-    return f"{scheme}://{hostname}:{parts.port or default_port}{parts.path}"
+    return f"{scheme}://{hostname}:{port or default_port}{parts.path}"
 
 
 @dataclass(frozen=True)
@@ -356,8 +366,17 @@ class Settings(BaseSettings):
         known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
         unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError("; ".join(_unknown_setting(name, known) for name in unknown))
         return cls(**overrides)
+
+
+def _unknown_setting(name: str, known: set[str]) -> str:
+    """Refused rather than warned: a warning scrolls past in a container's log while the setting silently
+    does nothing (a typo in a timeout or a secret's name is found only in production)."""
+    suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), sorted(suffixes), n=1, cutoff=0.6)
+    fix = f"did you mean {suffixes[close[0]]}?" if close else "docs/configuration.md lists the settings"
+    return f"unknown setting {name}: {fix} (remove or rename it)"
 
 
 def _as_number(value: str) -> int | float | None:

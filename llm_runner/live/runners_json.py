@@ -255,7 +255,10 @@ def merge_into_file(
     try:
         validate_document(merged, on_chain=on_chain)
     except RunnersJSONError as exc:
-        raise RunnersJSONError(f"{path}: go-livepeer would refuse the merged file ({exc}); it was left as is") from None
+        raise RunnersJSONError(
+            f"{path}: go-livepeer would refuse the merged file ({exc}): fix that entry by hand or remove it, "
+            "then run again (the file was left as is)"
+        ) from None
     write_json(path, merged)
     return merged
 

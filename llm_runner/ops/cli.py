@@ -13,6 +13,7 @@ from collections.abc import Callable
 from llm_runner import __version__
 from llm_runner.ops import commands as commands_module
 from llm_runner.ops import compose as compose_module
+from llm_runner.ops import help_texts, listen
 from llm_runner.ops import live as live_commands
 from llm_runner.ops import price as price_command
 from llm_runner.ops.console import fail, load_settings
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     compose_module.register(commands)
     live_commands.register(commands)
     price_command.register(commands)
+    help_texts.describe(commands)
 
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
@@ -102,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
                 log.warning("stopping: %d stream(s) did not end after the drain period", len(runtime.loop.live))
             self.should_exit = True
 
+    listen.refuse_unusable_address(args.host, args.port)
     config = uvicorn.Config(
         app,
         host=args.host,

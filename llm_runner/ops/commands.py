@@ -46,9 +46,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     health.add_argument("--strict", action="store_true", help="only OK counts as healthy")
     health.set_defaults(run=healthcheck)
 
-    doctor = commands.add_parser("doctor", help="check Ollama, models, GPU, aiModels.json and the runner")
+    doctor = commands.add_parser("doctor", help="check Ollama, models, GPU, aiModels.json, runners.json and the runner")
     doctor.add_argument("--ai-models", type=Path, default=None, help="aiModels.json to check against the runner")
     doctor.add_argument("--runner-url", default="http://127.0.0.1:8000", help="where the runner answers")
+    doctor.add_argument("--runners-json", type=Path, default=None, help="runners.json to check as go-livepeer reads it")
     doctor.set_defaults(run=run_doctor)
 
 
@@ -173,4 +174,4 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     load_catalog(settings)  # a broken model map file: one line, not a traceback from every check
-    return asyncio.run(Doctor(settings, args.ai_models, args.runner_url).run())
+    return asyncio.run(Doctor(settings, args.ai_models, args.runner_url, args.runners_json).run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from llm_runner.settings import Settings
 from llm_runner.upstream.catalog import Catalog
@@ -21,10 +22,17 @@ def load_settings() -> Settings:
     try:
         return Settings.from_env()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise SystemExit(fail(f"invalid settings: {problems}")) from None
     except ValueError as exc:
         raise SystemExit(fail(str(exc))) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """A validator's own message as it is (it names the setting); pydantic's with the setting's name."""
+    if error["type"] == "value_error" and "ctx" in error:
+        return str(error["ctx"]["error"])
+    return f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"
 
 
 def load_catalog(settings: Settings) -> Catalog:

@@ -16,6 +16,7 @@ import httpx
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.hardware import gpu_info
 from llm_runner.engine.registry import BUNDLED_INSTALL, BUNDLED_TAG, bundled_gguf
+from llm_runner.ops.runners_check import runners_json_findings
 from llm_runner.settings import (
     DEFAULT_EMBEDDED_MODEL,
     DEFAULT_OLLAMA_HOST,
@@ -31,8 +32,11 @@ from llm_runner.upstream.kinds import make_upstream
 
 
 class Doctor:
-    def __init__(self, settings: Settings, ai_models: Path | None, runner_url: str) -> None:
+    def __init__(
+        self, settings: Settings, ai_models: Path | None, runner_url: str, runners_json: Path | None = None
+    ) -> None:
         self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
+        self.runners_json = runners_json
         self.failed = False
         self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
         self.embedded = resolve_backend(settings) == "embedded"  # the same choice `serve` makes
@@ -59,6 +63,9 @@ class Doctor:
         self.check_gpu()
         self.check_engine(model_ids)
         self.check_ai_models(model_ids)
+        if self.runners_json is not None:
+            for ok, message in runners_json_findings(self.runners_json, model_ids):
+                self.report(ok, message)
         await self.check_runner(model_ids)
         return 1 if self.failed else 0
 

@@ -12,6 +12,7 @@ GGUF repos pass through as Ollama's `hf.co/...` names.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -247,12 +248,21 @@ class Catalog:
                 )
         as_tag = [e.hf_id for e in self.entries.values() if e.tag == model_id]
         hint = f" {model_id!r} is an Ollama tag; use its HF id {as_tag[0]!r}." if as_tag else ""
+        if not as_tag and (close := self._close_ids(model_id)):
+            hint = f" Did you mean {' or '.join(repr(hf_id) for hf_id in close)}?"
         return CatalogError(
             f"unknown model id {model_id!r}: no Ollama tag is known for it.{hint} Add a mapping with "
             f'LLM_RUNNER_MODEL_MAP=\'{{"{model_id}": "<ollama tag>"}}\' or a JSON file named by '
             "LLM_RUNNER_MODEL_MAP_FILE, or use a GGUF repo id such as hf.co/<owner>/<repo>-GGUF:Q4_K_M. "
             "`llm-runner models` lists the built-in table."
         )
+
+    def _close_ids(self, model_id: str) -> list[str]:
+        """Catalog ids spelled like `model_id` (case aside), or whose Ollama tag is: a typo's likely aims."""
+        by_spelling = {e.hf_id.lower(): e.hf_id for e in self.entries.values()}
+        by_spelling |= {e.tag.lower(): e.hf_id for e in self.entries.values() if e.tag.lower() not in by_spelling}
+        close = difflib.get_close_matches(model_id.lower(), list(by_spelling), n=3, cutoff=0.75)
+        return list(dict.fromkeys(by_spelling[c] for c in close))
 
 
 def _override(hf_id: str, tag: str, known: CatalogEntry | None) -> CatalogEntry:

