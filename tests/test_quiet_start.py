@@ -14,7 +14,7 @@ import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
 from tests.conftest import LLAMA
-from tests.servers import Runner
+from tests.support.servers import Runner, serving
 
 ENGINE_INSTALLED = importlib.util.find_spec("llama_cpp") is not None and bundled_gguf() is not None
 if not ENGINE_INSTALLED and os.environ.get("REQUIRE_REAL_TOKENS") == "1":
@@ -29,8 +29,7 @@ MOST_LINES = 20  # a normal start logs about a dozen lines (it was about a hundr
 @needs_engine
 @pytest.mark.realtokens
 def test_a_normal_embedded_start_is_a_few_lines_and_never_says_down():
-    with Runner(EMBEDDED) as runner:
-        runner.wait_status("OK", timeout=60)
+    with serving(EMBEDDED, timeout=60) as runner:
         ready = runner.wait_log("embedded engine ready:")
         assert re.search(rf"embedded engine ready: {re.escape(BUNDLED_TAG)} in \d+\.\d s$", ready)
         runner.wait_log("OK ready (")
@@ -70,8 +69,7 @@ def test_a_broken_model_file_is_one_error_line_naming_the_file_and_the_reason(tm
         "LLM_RUNNER_MODEL_MAP": '{"example/Broken": "broken:latest"}',
         "LLM_RUNNER_ENGINE_MODELS_DIR": str(tmp_path),
     }
-    with Runner(env) as runner:
-        runner.wait_status("ERROR", timeout=60)
+    with serving(env, "ERROR", timeout=60) as runner:
         (model,) = httpx.get(runner.url + "/status", timeout=5).json()["models"]
         lines = runner.log().splitlines()
     naming = [line for line in lines if str(broken) in line]
@@ -84,8 +82,7 @@ def test_a_broken_model_file_is_one_error_line_naming_the_file_and_the_reason(tm
 
 def test_an_ollama_model_ready_line_says_how_long_its_load_took(ollama):
     ollama.script(warm_delay=0.3)
-    with Runner({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
-        runner.wait_status("OK")
+    with serving({"OLLAMA_HOST": ollama.url, "MODEL_ID": LLAMA}) as runner:
         ready = runner.wait_log("OK ready (")
     seconds = re.search(r"OK ready \(llama3\.1:8b, Q4_K_M\) in (\d+\.\d) s$", ready)
     assert seconds and float(seconds[1]) >= 0.3
