@@ -29,7 +29,7 @@ EMBEDDED = {"LLM_RUNNER_BACKEND": "embedded", "LLM_RUNNER_ENGINE_THREADS": "1"}
 
 
 def engine_pids(runner: Runner) -> list[int]:
-    return [int(pid) for pid in re.findall(r"embedded engine started \(pid (\d+)\)", runner.log())]
+    return [int(pid) for pid in re.findall(r"starting the embedded engine \(pid (\d+)\)", runner.log())]
 
 
 def wait_for(predicate, within: float = 60.0) -> None:

@@ -26,8 +26,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llm_runner import __version__
+from llm_runner.engine import llama_log
 from llm_runner.engine import options as opts
-from llm_runner.engine.llama import LoadedModel, train_context
+from llm_runner.engine.llama import LoadedModel, UnreadableModel, train_context
 from llm_runner.engine.options import LoadOptions, OllamaError
 from llm_runner.engine.registry import EngineModel, canonical_tag, discover
 from llm_runner.engine.wire import (
@@ -71,7 +72,10 @@ class Engine:
     async def load(self, name: str, wanted: LoadOptions) -> LoadedModel:
         model = self.find(name)
         if model.tag not in self.train_ctx:
-            self.train_ctx[model.tag] = await asyncio.to_thread(train_context, str(model.path))
+            try:
+                self.train_ctx[model.tag] = await asyncio.to_thread(train_context, str(model.path))
+            except UnreadableModel as exc:
+                raise OllamaError(500, f"llama runner process has terminated: {exc}") from exc
         trained = self.train_ctx[model.tag]
         if trained and wanted.n_ctx > trained:  # as Ollama: never more context than the model has
             log.warning("%s: num_ctx %d is more than the model's %d; using %d", name, wanted.n_ctx, trained, trained)
@@ -163,6 +167,7 @@ class Engine:
 
 
 def create_engine_app(models_dir: Path | None = None, n_threads: int | None = None) -> FastAPI:
+    llama_log.install()
     engine = Engine(discover(models_dir), n_threads)
     app = FastAPI(title="llm-runner engine (Ollama API)", version=__version__)
     app.state.engine = engine

@@ -23,8 +23,9 @@ import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from llm_runner.engine.llama_log import load_errors, reason
 from llm_runner.engine.options import LoadOptions, Sampling, human_number
-from llm_runner.engine.registry import EngineModel
+from llm_runner.engine.registry import UNREADABLE, EngineModel
 
 # GGUF general.file_type → Ollama's quantization_level names (llama_ftype).
 FILE_TYPES = {
@@ -60,13 +61,19 @@ def _number(text: str) -> int | float | str:
     return text
 
 
+class UnreadableModel(Exception):
+    """llama.cpp cannot read the GGUF file itself (missing, truncated, not a GGUF)."""
+
+
 def train_context(path: str) -> int | None:
-    """The GGUF's `<arch>.context_length`, read without loading the weights (None if absent)."""
+    """The GGUF's `<arch>.context_length`, read without loading the weights (None if absent).
+    Being the first to open the file, it raises UnreadableModel, with llama.cpp's reason."""
     params = llama_cpp.llama_model_default_params()
     params.vocab_only = True
-    model = llama_cpp.llama_model_load_from_file(path.encode(), params)
+    with load_errors() as errors:
+        model = llama_cpp.llama_model_load_from_file(path.encode(), params)
     if not model:
-        return None
+        raise UnreadableModel(f"{UNREADABLE} {path}: {reason(errors)}")
     buffer = ctypes.create_string_buffer(256)
 
     def meta(key: str) -> str | None:
@@ -85,17 +92,21 @@ class LoadedModel:
         started = time.perf_counter_ns()
         threads = options.n_threads or n_threads or os.cpu_count() or 1
         self.model, self.options, self.n_ctx = model, options, options.n_ctx
-        self.llm = Llama(
-            str(model.path),
-            n_ctx=options.n_ctx,
-            n_batch=options.n_batch,
-            n_threads=threads,
-            n_threads_batch=threads,
-            use_mmap=options.use_mmap,
-            n_gpu_layers=options.n_gpu_layers,
-            main_gpu=options.main_gpu,
-            verbose=False,
-        )
+        with load_errors() as errors:
+            try:
+                self.llm = Llama(
+                    str(model.path),
+                    n_ctx=options.n_ctx,
+                    n_batch=options.n_batch,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    use_mmap=options.use_mmap,
+                    n_gpu_layers=options.n_gpu_layers,
+                    main_gpu=options.main_gpu,
+                    verbose=False,
+                )
+            except ValueError as exc:  # llama-cpp-python's "Failed to load model from file: <path>"
+                raise ValueError(f"{exc}: {reason(errors)}") from exc
         self.load_ns = time.perf_counter_ns() - started
         meta = self.llm.metadata
         self.metadata = meta

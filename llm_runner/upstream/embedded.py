@@ -1,18 +1,21 @@
 """The embedded llama.cpp engine as an upstream: an Ollama-API server in a supervised child
 process, reached over the same HTTP path as a real Ollama. Unlike an Ollama server it tells the
 lifecycle when its process exits and when it is started again, so the model is re-warmed and
-health is honest meanwhile."""
+health is honest meanwhile; and while its child is still starting it is not reported down."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from llm_runner.core.errors import UpstreamError
 from llm_runner.engine.launcher import EngineProcess
-from llm_runner.engine.registry import missing_model_hint
+from llm_runner.engine.registry import UNREADABLE, missing_model_hint
 from llm_runner.settings import Settings
-from llm_runner.upstream.base import PullProgress
+from llm_runner.upstream.base import ModelInfo, PullProgress
 from llm_runner.upstream.ollama import OllamaUpstream
+
+START_PROBE_S = 0.05  # how often a starting engine's port is tried
 
 
 class EmbeddedUpstream(OllamaUpstream):
@@ -24,6 +27,33 @@ class EmbeddedUpstream(OllamaUpstream):
 
     def watch(self, notify: Callable[[bool], None]) -> None:
         self.process.notify = notify
+
+    async def version(self) -> str:
+        """Wait while the child is starting (its port not open yet): it is not down, it is coming
+        up. Once it answered, or exited, or took too long, not answering is reported as usual."""
+        while True:
+            try:
+                version = await super().version()
+            except UpstreamError:
+                if not self.process.starting:
+                    raise
+                await asyncio.sleep(START_PROBE_S)
+                continue
+            self.process.answers()
+            return version
+
+    async def show(self, tag: str) -> ModelInfo | None:
+        try:
+            return await super().show(tag)
+        except UpstreamError as exc:
+            raise _final_if_unreadable(exc) from exc
+
+    async def warm(self, tag: str, think_off: bool) -> None:
+        try:
+            await super().warm(tag, think_off)
+        except UpstreamError as exc:
+            raise _final_if_unreadable(exc) from exc
+        self.process.warmed(tag)
 
     async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
         """The engine has no hub: a model it lacks can only be installed, never pulled."""
@@ -39,3 +69,13 @@ class EmbeddedUpstream(OllamaUpstream):
 
     def _unreachable(self, exc: BaseException) -> str:
         return f"the embedded engine at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
+
+
+def _final_if_unreadable(exc: UpstreamError) -> UpstreamError:
+    """A GGUF llama.cpp cannot read stays unreadable: an ERROR naming the file and the fix, said
+    once, rather than a load retried (and logged) every few seconds."""
+    at = exc.msg.find(UNREADABLE)
+    if at < 0:
+        return exc
+    fix = "replace the file and restart llm-runner"
+    return UpstreamError("no_such_model", f"the embedded engine {exc.msg[at:]}: {fix}")

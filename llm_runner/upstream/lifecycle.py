@@ -267,6 +267,7 @@ class Lifecycle:
                 started = time.monotonic()
                 await upstream.warm(state.tag, self.think_off(state.model_id))
                 state.load_s = time.monotonic() - started
+                ready += f" in {state.load_s:.1f} s"
                 await self.residency.observe(upstream)
                 problem = self.residency.offload_problem(upstream.name, state)
                 if problem:
