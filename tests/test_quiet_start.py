@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
+from llm_runner.settings import DEFAULT_EMBEDDED_MODEL
 from tests.conftest import LLAMA
 from tests.support.servers import Runner, serving
 
@@ -31,7 +32,10 @@ MOST_LINES = 20  # a normal start logs about a dozen lines (it was about a hundr
 def test_a_normal_embedded_start_is_a_few_lines_and_never_says_down():
     with serving(EMBEDDED, timeout=60) as runner:
         ready = runner.wait_log("embedded engine ready:")
-        assert re.search(rf"embedded engine ready: {re.escape(BUNDLED_TAG)} in \d+\.\d s$", ready)
+        assert re.search(
+            rf"embedded engine ready: {re.escape(DEFAULT_EMBEDDED_MODEL)} \({re.escape(BUNDLED_TAG)}\) in \d+\.\d s$",
+            ready,
+        )
         runner.wait_log("OK ready (")
         lines = runner.log().splitlines()
     assert len(lines) < MOST_LINES, "\n".join(lines)

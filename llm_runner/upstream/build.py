@@ -53,7 +53,7 @@ def build_upstreams(settings: Settings, backend: str, models: Sequence[ServedMod
     if backend == "embedded":
         from llm_runner.upstream.embedded import EmbeddedUpstream
 
-        return [EmbeddedUpstream(settings, settings.default_slots)]
+        return [EmbeddedUpstream(settings, settings.default_slots, {m.tag: m.model_id for m in models})]
     specs = settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
     served = {m.model_id for m in models}
     unknown = sorted({m for s in specs for m in s.models or ()} - served)

@@ -6,7 +6,7 @@ health is honest meanwhile; and while its child is still starting it is not repo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from llm_runner.core.errors import UpstreamError
 from llm_runner.engine.launcher import EngineProcess
@@ -21,8 +21,9 @@ START_PROBE_S = 0.05  # how often a starting engine's port is tried
 class EmbeddedUpstream(OllamaUpstream):
     kind = "embedded"
 
-    def __init__(self, settings: Settings, slots: int) -> None:
+    def __init__(self, settings: Settings, slots: int, served: Mapping[str, str] | None = None) -> None:
         self.process = EngineProcess(settings)
+        self.served = dict(served or {})  # tag → the HF id it serves, for the ready line
         super().__init__(self.process.base_url, settings, slots=slots)
 
     def watch(self, notify: Callable[[bool], None]) -> None:
@@ -53,7 +54,7 @@ class EmbeddedUpstream(OllamaUpstream):
             await super().warm(tag, think_off)
         except UpstreamError as exc:
             raise _final_if_unreadable(exc) from exc
-        self.process.warmed(tag)
+        self.process.warmed(f"{self.served[tag]} ({tag})" if tag in self.served else tag)
 
     async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
         """The engine has no hub: a model it lacks can only be installed, never pulled."""
