@@ -16,8 +16,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-
-from llm_runner.settings import Settings
+from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger("llm_runner.engine")
 STARTING, ANSWERING, EXITED = "starting", "answering", "exited"
@@ -30,8 +30,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class EngineSettings(Protocol):
+    """What the engine's launcher reads of the runner's settings."""
+
+    engine_port: int
+    engine_models_dir: Path | None
+    engine_threads: int | None
+
+
 class EngineProcess:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: EngineSettings) -> None:
         port = settings.engine_port or free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self.args = [

@@ -15,6 +15,21 @@ from llm_runner.core.events import Event
 from llm_runner.core.request import GenerationRequest, Tool
 
 
+class UpstreamSettings(Protocol):
+    """What an upstream reads of the runner's settings (`Settings` is one): its timeouts, the context
+    every request gets, how long a model stays loaded and what to do with thinking."""
+
+    connect_timeout_s: float
+    first_token_timeout_s: float
+    inter_token_timeout_s: float
+    queue_timeout_s: float
+    num_ctx: int
+    think: str
+
+    @property
+    def ollama_keep_alive(self) -> int | float | str: ...
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What an upstream says about a tag (Ollama's /api/show)."""

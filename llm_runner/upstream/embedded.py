@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
 
 from llm_runner.core.errors import UpstreamError
-from llm_runner.engine.launcher import EngineProcess
+from llm_runner.engine.launcher import EngineProcess, EngineSettings
 from llm_runner.engine.registry import UNREADABLE, missing_model_hint
-from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress
+from llm_runner.upstream.base import ModelInfo, PullProgress, UpstreamSettings
 from llm_runner.upstream.ollama import OllamaUpstream
 
 START_PROBE_S = 0.05  # how often a starting engine's port is tried
 
 
+class EmbeddedSettings(UpstreamSettings, EngineSettings, Protocol):
+    """What the embedded upstream reads: an upstream's settings and its engine's."""
+
+
 class EmbeddedUpstream(OllamaUpstream):
     kind = "embedded"
 
-    def __init__(self, settings: Settings, slots: int, served: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: EmbeddedSettings, slots: int, served: Mapping[str, str] | None = None) -> None:
         self.process = EngineProcess(settings)
         self.served = dict(served or {})  # tag → the HF id it serves, for the ready line
         super().__init__(self.process.base_url, settings, slots=slots)

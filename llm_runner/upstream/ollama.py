@@ -26,8 +26,7 @@ from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
-from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, function_tools, sampling
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, UpstreamSettings, function_tools, sampling
 from llm_runner.upstream.http1 import (
     ConnectFailed,
     ConnectionLost,
@@ -56,7 +55,7 @@ class OllamaUpstream:
     kind = "ollama"
 
     def __init__(
-        self, base_url: str, settings: Settings, *, slots: int = 1, model_ids: frozenset[str] | None = None
+        self, base_url: str, settings: UpstreamSettings, *, slots: int = 1, model_ids: frozenset[str] | None = None
     ) -> None:
         self.base_url = self.name = base_url
         self.settings = settings
