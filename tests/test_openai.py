@@ -573,8 +573,10 @@ async def test_busy_is_429_with_retry_after(http, ollama):
         busy = await post(http)
         assert busy.status_code == 429 and busy.headers["retry-after"].isdigit()
         assert busy.json()["error"]["type"] == "rate_limit_error"
-    stats = await ollama.until(lambda s: s["open_generations"] == 0)
-    assert stats["open_generations"] == 0 and stats["started"] == 1
+    stats = await ollama.until(lambda s: s["open_generations"] == 0 and s["started"] == 2)
+    # The busy request never reached Ollama: the second call is the cut stream's one-token prompt count.
+    stream, count = stats["chat_bodies"][-2:]
+    assert stream["options"]["num_predict"] != 1 and count["options"]["num_predict"] == 1
 
 
 async def test_not_ready_is_503_with_retry_after():
