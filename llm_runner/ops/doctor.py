@@ -149,10 +149,13 @@ class Doctor:
             said = f"OpenAI-compatible engine reachable at {host} ({version})" if engine else None
             self.report(True, said or f"Ollama {version} reachable at {host}")
             for model_id, tag in tags.items():
-                info = await backend.show(tag)
-                if info is None and engine:
-                    async for _ in backend.pull(tag):  # raises, saying what the engine lists and the fix
-                        pass
+                try:
+                    info = await backend.show(tag)
+                except UpstreamError as exc:
+                    if exc.kind != "no_such_model":
+                        raise
+                    self.report(False, exc.msg)  # what the engine serves, and the fix
+                    continue
                 if info is None:
                     self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
                     continue
