@@ -38,7 +38,7 @@ class Doctor:
         self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
         self.runners_json = runners_json
         self.failed = False
-        self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
+        self.catalog = Catalog.for_settings(settings)
         self.embedded = resolve_backend(settings) == "embedded"  # the same choice `serve` makes
 
     def report(self, ok: bool | None, message: str) -> None:
@@ -87,6 +87,9 @@ class Doctor:
             try:
                 entry = catalog.entry(model_id)
                 tags[model_id] = entry.tag
+                if entry.engine:
+                    self.report(True, f"{model_id} is served by its HF id: only OpenAI-compatible engines serve it")
+                    continue
                 vram = None if self.embedded else catalog.vram_gb(model_id)  # the engine runs on CPU
                 need = f", needs ~{vram:g} GB VRAM" if vram else ""
                 server = "the embedded engine's tag" if self.embedded else "Ollama tag"
