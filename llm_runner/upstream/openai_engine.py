@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from pydantic import SecretStr
+
 from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import End, Event, Scored, ToolCallEvent
@@ -42,7 +44,8 @@ log = logging.getLogger("llm_runner.upstream")
 
 class OpenAIUpstream:
     """Talks to one OpenAI-compatible engine. `served` maps each runner tag to the engine's name for
-    that model (the HF id unless `served_model=` says otherwise)."""
+    that model (the HF id unless `served_model=` says otherwise); `api_key`, its --api-key, goes in
+    every request's Authorization header and nowhere else."""
 
     kind = "openai"
     peer = "engine"
@@ -55,14 +58,14 @@ class OpenAIUpstream:
         slots: int = 1,
         model_ids: frozenset[str] | None = None,
         served: Mapping[str, str] | None = None,
+        api_key: SecretStr | None = None,
     ) -> None:
         self.base_url = self.name = base_url
         self.settings = settings
         self.slots, self.model_ids = slots, model_ids
         self.served = dict(served or {})
         self._http = HTTP1Pool(base_url, max_idle=64, keepalive_expiry_s=30.0)
-        key = settings.upstream_api_key
-        self._headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else None
+        self._headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else None
         self._version: str | None = None
         self._models: dict[str, dict] | None = None  # what /v1/models last listed
         self._uncounted_warned = False
