@@ -66,14 +66,24 @@ def ollama(upstream_kind: str, request: pytest.FixtureRequest) -> Iterator[Stand
     server.reset()
 
 
-@pytest.fixture
-def own_ollama(upstream_kind: str) -> Iterator[StandIn]:
-    """A stand-in of this test's own, to stop, kill and start again (it keeps its port)."""
-    server = (StandIn if upstream_kind == "ollama" else OpenAIStandIn)().start()
+def own(kind: type[StandIn]) -> Iterator[StandIn]:
+    """A stand-in of the test's own, to stop, kill and start again (it keeps its port)."""
+    server = kind().start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def own_ollama(upstream_kind: str) -> Iterator[StandIn]:
+    yield from own(StandIn if upstream_kind == "ollama" else OpenAIStandIn)
+
+
+@pytest.fixture
+def engine() -> Iterator[StandIn]:
+    """An OpenAI-compatible engine stand-in of the test's own (tests/support/openai_standin.py)."""
+    yield from own(OpenAIStandIn)
 
 
 def serving_default(server: StandIn) -> Iterator[Runner]:
