@@ -177,7 +177,8 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("OLLAMA_HOST", "LLM_RUNNER_OLLAMA_HOST", "ollama_host"),
         description="Ollama server(s), comma-separated, each `URL[?parallel=N][&models=ID…][&vram_mb=N]`; "
-        "`openai+URL…[&served_model=NAME]` is an OpenAI-compatible engine (vLLM, SGLang, llama-server). "
+        "`openai+URL…[&served_model=NAME][&api_key_env=VAR]` is an OpenAI-compatible engine (vLLM, SGLang, "
+        "llama-server; VAR: the environment variable holding its --api-key). "
         "`http://host` means port 80, a bare host port 11434, as in Ollama. "
         f"Unset: {DEFAULT_OLLAMA_HOST}. Several: one per GPU, capacity is the sum.",
     )
