@@ -145,8 +145,9 @@ async def test_a_client_that_goes_closes_the_engines_stream(engine, client):
         async with client.stream("POST", runner.url + "/llm", json=body) as r:
             async for _ in r.aiter_lines():
                 break
-        stats = await engine.until(lambda s: s["cancelled"] == 1)
-        assert stats["cancelled"] == 1 and stats["completed"] == 1  # the warm-up completed
+        stats = await engine.until(lambda s: s["cancelled"] == 1 and s["completed"] == 2)
+        assert stats["cancelled"] == 1 and stats["completed"] == 2  # the warm-up, and the cut prompt's count
+        assert stats["chat_bodies"][-1]["max_tokens"] == 1  # the count: a one-token follow-up
 
 
 async def test_a_dead_engine_fails_over_to_ollama_in_a_mixed_list(engine, own_ollama: StandIn, client):
