@@ -50,7 +50,7 @@ class Runtime:
         if len(set(ids)) != len(ids):
             raise ConfigurationError(f"MODEL_ID lists a model twice: {settings.model_id}")
         try:
-            self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
+            self.catalog = Catalog.for_settings(settings)
             self.models = [ServedModel(i, self.catalog.resolve(i)) for i in ids]
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc

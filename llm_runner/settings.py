@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -74,7 +75,9 @@ def normalize_ollama_host(host: str) -> str:
 class UpstreamSpec:
     """One server from OLLAMA_HOST: `URL[?parallel=N][&models=ID&models=ID][&vram_mb=N]`, an Ollama
     server, or with `openai+` before the URL an OpenAI-compatible engine (vLLM, SGLang,
-    llama-server, llama-cpp-python), which may add `&served_model=NAME` (its name for the model)."""
+    llama-server, llama-cpp-python), which may add `&served_model=NAME` (its name for the model) and
+    `&api_key_env=VAR` (the environment variable holding its --api-key: a key in the URL would be
+    logged wherever the URL is)."""
 
     url: str
     parallel: int | None = None
@@ -82,10 +85,12 @@ class UpstreamSpec:
     vram_mb: int | None = None  # the GPU memory its served models share
     kind: str = "ollama"  # or "openai"
     served_model: str | None = None  # openai: the engine's name for the one model in models=
+    api_key: SecretStr | None = None  # openai: read from the variable api_key_env= names
 
 
-def parse_upstreams(value: str) -> list[UpstreamSpec]:
-    """OLLAMA_HOST as a comma-separated list; one value works exactly as before."""
+def parse_upstreams(value: str, environ: Mapping[str, str] = os.environ) -> list[UpstreamSpec]:
+    """OLLAMA_HOST as a comma-separated list; one value works exactly as before. `environ` holds the
+    variables api_key_env= names."""
     specs = []
     for item in (part.strip() for part in value.split(",")):
         if not item:
@@ -100,7 +105,13 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
             options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
         except ValueError as exc:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: options are name=value ({exc})") from None
-        unknown = set(options) - {"parallel", "models", "vram_mb"} - ({"served_model"} if kind == "openai" else set())
+        if "api_key" in options:  # the message leaves the query out: it holds the key
+            raise ValueError(
+                f"OLLAMA_HOST entry {base!r}: a key written in the URL would be logged; put it in an environment "
+                "variable and name that with api_key_env=NAME"
+            )
+        engine_only = {"served_model", "api_key_env"} if kind == "openai" else set()
+        unknown = set(options) - {"parallel", "models", "vram_mb"} - engine_only
         if unknown:
             raise ValueError(f"OLLAMA_HOST entry {item!r}: unknown option(s) {', '.join(sorted(unknown))}")
         numbers: dict[str, int | None] = {}
@@ -115,14 +126,28 @@ def parse_upstreams(value: str) -> list[UpstreamSpec]:
         served = options["served_model"][-1] if "served_model" in options else None
         if served is not None and (not served or models is None or len(models) != 1):
             raise ValueError(f"OLLAMA_HOST entry {item!r}: served_model= needs exactly one models= (its HF id)")
+        key = _api_key(item, options["api_key_env"][-1], environ) if "api_key_env" in options else None
         url = normalize_ollama_host(base)
         if kind == "openai":
             url = url.removesuffix("/v1")  # the runner adds /v1/... itself
-        specs.append(UpstreamSpec(url, numbers["parallel"], models, numbers["vram_mb"], kind, served))
+        specs.append(UpstreamSpec(url, numbers["parallel"], models, numbers["vram_mb"], kind, served, key))
     urls = [s.url for s in specs]
     if len(set(urls)) != len(urls):
         raise ValueError(f"OLLAMA_HOST lists a server twice: {value}")
     return specs
+
+
+def _api_key(item: str, name: str, environ: Mapping[str, str]) -> SecretStr:
+    """The key in the variable api_key_env= names; refused at start when it is unset or empty."""
+    if not name:
+        raise ValueError(f"OLLAMA_HOST entry {item!r}: api_key_env= is empty (name the variable holding the key)")
+    key = environ.get(name, "").strip()
+    if not key:
+        raise ValueError(
+            f"OLLAMA_HOST entry {item!r}: api_key_env={name} names an environment variable that is not set: "
+            f"set {name} to the engine's --api-key"
+        )
+    return SecretStr(key)
 
 
 class Settings(BaseSettings):
@@ -152,7 +177,8 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("OLLAMA_HOST", "LLM_RUNNER_OLLAMA_HOST", "ollama_host"),
         description="Ollama server(s), comma-separated, each `URL[?parallel=N][&models=ID…][&vram_mb=N]`; "
-        "`openai+URL…[&served_model=NAME]` is an OpenAI-compatible engine (vLLM, SGLang, llama-server). "
+        "`openai+URL…[&served_model=NAME][&api_key_env=VAR]` is an OpenAI-compatible engine (vLLM, SGLang, "
+        "llama-server; VAR: the environment variable holding its --api-key). "
         "`http://host` means port 80, a bare host port 11434, as in Ollama. "
         f"Unset: {DEFAULT_OLLAMA_HOST}. Several: one per GPU, capacity is the sum.",
     )
@@ -307,7 +333,9 @@ class Settings(BaseSettings):
         10_000, ge=1, description="Sessions /usage keeps at most (the longest idle is dropped first, and counted)."
     )
     upstream_api_key: SecretStr | None = Field(
-        None, description="Bearer token for OpenAI-compatible upstreams started with --api-key (never logged)."
+        None,
+        description="Bearer token for OpenAI-compatible upstreams started with --api-key whose OLLAMA_HOST entry "
+        "names no api_key_env= (never logged).",
     )
 
     @field_validator("model_map", mode="before")

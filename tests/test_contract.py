@@ -1,4 +1,5 @@
-"""The Livepeer runner contract as go-livepeer exercises it: endpoints, streams, errors."""
+"""The Livepeer runner contract as go-livepeer exercises it: endpoints, streams, errors; over each
+upstream kind (Ollama, an OpenAI-compatible engine), see conftest.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 from tests.conftest import LLAMA, go_body
 from tests.support.golivepeer import parse_livepeer_stream
 from tests.support.servers import Runner, serving
+
+pytestmark = pytest.mark.each_upstream_kind
 
 
 def assert_error(response: httpx.Response, status: int, *needles: str) -> str:
@@ -143,28 +146,33 @@ async def test_unknown_path_and_method_stay_in_contract(runner, client):
     assert_error(await client.get(runner.url + "/llm"), 400, "GET /llm")
 
 
+NOT_THERE = {"ollama": "not in Ollama", "openai": "does not serve"}  # what each kind says of a 404
+
+
 @pytest.mark.parametrize(
     ("status", "error", "needles"),
     [
         (500, "llama runner process has terminated: exit status 2", ["500", "llama runner process has terminated"]),
         (500, "CUDA error: out of memory", ["out of memory", "smaller model"]),
-        (404, "model 'llama3.1:8b' not found", ["llama3.1:8b", "not in Ollama"]),
+        (404, "model 'llama3.1:8b' not found", ["llama3.1:8b", NOT_THERE]),
         (503, "server busy, please try again.  maximum pending requests exceeded", ["503", "server busy"]),
     ],
-    ids=["crash", "oom", "missing", "ollama-queue-full"],
+    ids=["crash", "oom", "missing", "queue-full"],
 )
 @pytest.mark.parametrize("stream", [False, True])
-async def test_upstream_failures_are_500_naming_the_cause(runner, ollama, client, status, error, needles, stream):
+async def test_upstream_failures_are_500_naming_the_cause(
+    runner, ollama, client, upstream_kind, status, error, needles, stream
+):
     ollama.script(chat_status=status, chat_error=error)
     response = await client.post(runner.url + "/llm", json=go_body(stream=stream))
-    assert_error(response, 500, *needles)
+    assert_error(response, 500, *(n[upstream_kind] if isinstance(n, dict) else n for n in needles))
     ollama.script(chat_status=200)
     runner.wait_status("OK")  # a 404 makes the runner re-check the model; it is back at once here
 
 
-async def test_oversized_body_and_prompt_are_400(standin_server, client):
+async def test_oversized_body_and_prompt_are_400(ollama, client):
     env = {
-        "OLLAMA_HOST": standin_server.url,
+        "OLLAMA_HOST": ollama.entry,
         "MODEL_ID": LLAMA,
         "LLM_RUNNER_MAX_BODY_BYTES": "2048",
         "LLM_RUNNER_MAX_PROMPT_CHARS": "100",
@@ -188,9 +196,8 @@ async def test_oversized_body_and_prompt_are_400(standin_server, client):
         assert ok.status_code == 200
 
 
-async def test_auth_token_required_everywhere_but_health(standin_server, client):
-
-    env = {"OLLAMA_HOST": standin_server.url, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
+async def test_auth_token_required_everywhere_but_health(ollama, client):
+    env = {"OLLAMA_HOST": ollama.entry, "MODEL_ID": LLAMA, "AUTH_TOKEN": "s3cret"}
     with serving(env) as secured:
         assert (await client.get(secured.url + "/health")).json()["status"] == "OK"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):

@@ -1,6 +1,7 @@
 """llm-runner as a Livepeer live runner, through a stand-in orchestrator written from go-livepeer's
 live_runner.go and ai_http.go: static registration from `llm-runner runners-json`, the 5 s health
-poll (here faster), the single-shot proxy, and dynamic registration with heartbeats."""
+poll (here faster), the single-shot proxy, and dynamic registration with heartbeats; over each
+upstream kind (Ollama, an OpenAI-compatible engine), see conftest.py."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.test_cli import cli
 SLUG = LLAMA.replace("/", "--")
 MESSAGES = [{"role": "user", "content": "hello there"}]
 SECRET = "orch-s3cret-value"
+pytestmark = pytest.mark.each_upstream_kind
 
 
 def write_runners_json(path: Path, runner: Runner, *extra: str) -> Path:
@@ -33,8 +35,8 @@ def write_runners_json(path: Path, runner: Runner, *extra: str) -> Path:
 
 @pytest.fixture
 def live(tmp_path: Path, own_ollama: StandIn) -> Iterator[tuple[StandIn, Runner, Orchestrator]]:
-    """An Ollama stand-in, a runner (2 slots), and an orchestrator loaded with its runners.json."""
-    env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "2"}
+    """An upstream stand-in, a runner (2 slots), and an orchestrator loaded with its runners.json."""
+    env = {"OLLAMA_HOST": own_ollama.entry, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "2"}
     with serving(env) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
@@ -99,10 +101,11 @@ async def test_a_dead_upstream_is_reported_within_one_poll_and_never_routed(live
         assert served.status_code == 200
 
 
+@pytest.mark.ollama_only("it pulls; an engine's own loading is test_openai_upstream's readiness test")
 async def test_a_loading_model_is_reported_not_ready_and_never_routed(tmp_path, own_ollama):
     own_ollama.script(models=[], pull_delay=2.0)  # 10 s of pulling
     port = free_port()
-    with Runner({"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA}, port=port) as runner:
+    with Runner({"OLLAMA_HOST": own_ollama.entry, "MODEL_ID": LLAMA}, port=port) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         with Orchestrator(runners=path, health_interval=0.1, health_timeout=3.0) as orch:
             stats = await orch.until(lambda s: Orchestrator.runner(s, SLUG)["checks"] >= 2)
@@ -120,7 +123,7 @@ async def test_over_capacity_is_a_fast_429_with_retry_after_passed_through(tmp_p
     """A runners.json edited by hand to offer more than the runner's slots (runners-json refuses to
     write it; go-livepeer #4015): the runner, not Ollama's hidden queue, says no."""
     own_ollama.script(tokens=200, token_rate=50)
-    env = {"OLLAMA_HOST": own_ollama.url, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "1"}
+    env = {"OLLAMA_HOST": own_ollama.entry, "MODEL_ID": LLAMA, "LLM_RUNNER_CONCURRENCY": "1"}
     with serving(env) as runner:
         path = write_runners_json(tmp_path / "runners.json", runner)
         document = json.loads(path.read_text())
@@ -140,8 +143,8 @@ async def test_over_capacity_is_a_fast_429_with_retry_after_passed_through(tmp_p
             assert Orchestrator.runner(stats, SLUG)["failed_checks"] == 0
 
 
-def test_generated_runners_json_passes_the_orchestrators_own_validation(tmp_path, runner):
-    path = write_runners_json(tmp_path / "runners.json", runner, "--price", "0.25", "--on-chain")
+def test_generated_runners_json_passes_the_orchestrators_own_validation(tmp_path, ollama_runner):
+    path = write_runners_json(tmp_path / "runners.json", ollama_runner, "--price", "0.25", "--on-chain")
     with Orchestrator() as orch:
         answer = httpx.post(orch.url + "/_validate?onchain=1", content=path.read_bytes(), timeout=5)
         assert answer.status_code == 200, answer.text
@@ -157,7 +160,7 @@ def test_generated_runners_json_passes_the_orchestrators_own_validation(tmp_path
 async def test_dynamic_registration_follows_the_runner_and_unregisters_on_sigterm(own_ollama):
     with Orchestrator(secret=SECRET, heartbeat_interval=0.2, heartbeat_ttl=1.0) as orch:
         env = {
-            "OLLAMA_HOST": own_ollama.url,
+            "OLLAMA_HOST": own_ollama.entry,
             "MODEL_ID": LLAMA,
             "LLM_RUNNER_CONCURRENCY": "3",
             "LLM_RUNNER_LIVE_ORCHESTRATOR_URL": orch.url,

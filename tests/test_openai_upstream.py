@@ -5,7 +5,6 @@ request an engine gets, streams, errors, cancellation, failover in a mixed list,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,19 +15,10 @@ from llm_runner.upstream.catalog import Catalog, check_identity
 from llm_runner.upstream.openai_wire import openai_messages
 from tests.conftest import LLAMA, go_body
 from tests.support.golivepeer import parse_livepeer_stream
-from tests.support.servers import OpenAIStandIn, Runner, StandIn
+from tests.support.servers import Runner, StandIn
 from tests.test_cli import cli
 
 SLUG = LLAMA.replace("/", "--")
-
-
-@pytest.fixture
-def engine() -> Iterator[OpenAIStandIn]:
-    server = OpenAIStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def serve(entry: str, **env: str) -> Runner:

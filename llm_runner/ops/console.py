@@ -38,7 +38,7 @@ def _problem(error: ErrorDetails) -> str:
 def load_catalog(settings: Settings) -> Catalog:
     """The catalog with the operator's mappings, or exit 2 with one line naming the file and the problem."""
     try:
-        return Catalog.load(settings.model_map, settings.model_map_file)
+        return Catalog.for_settings(settings)
     except ValueError as exc:  # CatalogError, and a file that is not UTF-8
         message, path = str(exc), settings.model_map_file
         if path is not None and str(path) not in message:

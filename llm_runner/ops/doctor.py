@@ -38,7 +38,7 @@ class Doctor:
         self.settings, self.ai_models, self.runner_url = settings, ai_models, runner_url.rstrip("/")
         self.runners_json = runners_json
         self.failed = False
-        self.catalog = Catalog.load(settings.model_map, settings.model_map_file)
+        self.catalog = Catalog.for_settings(settings)
         self.embedded = resolve_backend(settings) == "embedded"  # the same choice `serve` makes
 
     def report(self, ok: bool | None, message: str) -> None:
@@ -87,6 +87,9 @@ class Doctor:
             try:
                 entry = catalog.entry(model_id)
                 tags[model_id] = entry.tag
+                if entry.engine:
+                    self.report(True, f"{model_id} is served by its HF id: only OpenAI-compatible engines serve it")
+                    continue
                 vram = None if self.embedded else catalog.vram_gb(model_id)  # the engine runs on CPU
                 need = f", needs ~{vram:g} GB VRAM" if vram else ""
                 server = "the embedded engine's tag" if self.embedded else "Ollama tag"
@@ -149,10 +152,13 @@ class Doctor:
             said = f"OpenAI-compatible engine reachable at {host} ({version})" if engine else None
             self.report(True, said or f"Ollama {version} reachable at {host}")
             for model_id, tag in tags.items():
-                info = await backend.show(tag)
-                if info is None and engine:
-                    async for _ in backend.pull(tag):  # raises, saying what the engine lists and the fix
-                        pass
+                try:
+                    info = await backend.show(tag)
+                except UpstreamError as exc:
+                    if exc.kind != "no_such_model":
+                        raise
+                    self.report(False, exc.msg)  # what the engine serves, and the fix
+                    continue
                 if info is None:
                     self.report(False, f"{tag} ({model_id}) is not pulled: run `llm-runner pull {model_id}`")
                     continue

@@ -80,7 +80,7 @@ def build_entries(
     labels = args.label or []
     if labels and len(labels) != len(ids):
         raise SystemExit(fail(f"--label given {len(labels)} time(s) for {len(ids)} model(s)"))
-    catalog = Catalog.load(settings.model_map, settings.model_map_file)
+    catalog = Catalog.for_settings(settings)
     for model_id in ids:
         catalog.resolve(model_id)
     advertised = capacities(settings, ids, args.capacity)

@@ -7,12 +7,16 @@ several upstreams are routed by `UpstreamRouter`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import Event
 from llm_runner.core.request import GenerationRequest, Tool
+from llm_runner.upstream.http1 import ConnectFailed, ConnectionLost, ProtocolError, ReadTimeout
 
 
 class UpstreamSettings(Protocol):
@@ -62,6 +66,15 @@ class PullProgress:
     digest: str = ""
     total: int = 0
     completed: int = 0
+
+
+class Peer(Protocol):
+    """What messages about an upstream's failures need of it."""
+
+    name: str  # its base URL
+    peer: str  # how messages name it: "Ollama", "engine"
+
+    async def version(self) -> str: ...
 
 
 class Upstream(Protocol):
@@ -130,3 +143,39 @@ def sampling(request: GenerationRequest) -> dict[str, Any]:
     if request.stop:
         fields["stop"] = list(request.stop)
     return fields
+
+
+def unreachable(upstream: Peer, exc: BaseException) -> str:
+    return (
+        f"{upstream.peer} at {upstream.name} is unreachable ({type(exc).__name__}: {exc}): start it there, "
+        "or set OLLAMA_HOST to where it runs"
+    )
+
+
+@asynccontextmanager
+async def transport_errors(upstream: Peer, tag: str) -> AsyncIterator[None]:
+    """A generation's transport failures as the UpstreamError kinds the core acts on, alike for
+    every upstream. A connection closed before a byte of answer (the pool already retried a reused
+    one) is what a dying server does, but also a live one whose handler crashed: the upstream is
+    asked, and only a dead one is reported unreachable (and so marked down, which /health shows)."""
+    peer = upstream.peer
+    try:
+        yield
+    except ConnectFailed as exc:
+        raise UpstreamError("unreachable", unreachable(upstream, exc)) from exc
+    except ReadTimeout as exc:
+        raise UpstreamError("timeout", f"{peer} sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
+    except ConnectionLost as exc:
+        if exc.responded:
+            raise UpstreamError("truncated", f"connection to {peer} broke during {tag}: {exc!r}") from exc
+        try:
+            version = await upstream.version()
+        except UpstreamError as down:
+            raise UpstreamError("unreachable", f"{down.msg}; it had closed {tag}'s connection unanswered") from exc
+        raise UpstreamError(
+            "truncated", f"{peer} {version} at {upstream.name} closed {tag}'s connection without answering ({exc})"
+        ) from exc
+    except ProtocolError as exc:
+        raise UpstreamError("truncated", f"connection to {peer} broke during {tag}: {exc!r}") from exc
+    except json.JSONDecodeError as exc:
+        raise UpstreamError("protocol", f"{peer} sent a line that is not JSON: {exc}") from exc

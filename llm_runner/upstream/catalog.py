@@ -7,7 +7,8 @@ the VRAM it needs at that quantisation: weights + KV cache at 4k context (one sl
 context and compute buffers. Models without grouped-query attention (Phi-3, Phi-3.5, SmolLM2-1.7B)
 need 0.8–1.6 GB for KV alone. Tags are explicit (`…-q4_K_M`) where the short tag has moved to other
 weights or another quantisation, or is likely to. Operators add their own rows (file or env), and
-GGUF repos pass through as Ollama's `hf.co/...` names.
+GGUF repos pass through as Ollama's `hf.co/...` names. Only Ollama needs a tag: an id that only
+OpenAI-compatible engines in OLLAMA_HOST serve is served as it is, row or not (engines serve HF ids).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from llm_runner.core.request import model_slug
+from llm_runner.settings import Settings, UpstreamSpec
 from llm_runner.upstream.identity import Identity, differences, quant_from_tag
 
 __all__ = ["BUILTIN", "Catalog", "CatalogEntry", "CatalogError", "Identity", "check_identity", "model_slug"]
@@ -34,6 +37,7 @@ class CatalogEntry:
     identity: Identity = field(default_factory=Identity)
     overridden: bool = False  # from LLM_RUNNER_MODEL_MAP / _FILE
     passthrough: bool = False  # a GGUF repo id served as hf.co/...
+    engine: bool = False  # no row: only OpenAI-compatible engines serve it, by its HF id
 
     @property
     def enforced(self) -> bool:
@@ -42,6 +46,8 @@ class CatalogEntry:
 
     @property
     def source(self) -> str:
+        if self.engine:
+            return "engine"
         return "override" if self.overridden else "passthrough" if self.passthrough else "built-in"
 
 
@@ -184,9 +190,11 @@ class CatalogError(ValueError):
 
 
 class Catalog:
-    """The built-in table plus operator overrides (overrides win)."""
+    """The built-in table plus operator overrides (overrides win). `upstreams`: OLLAMA_HOST's entries,
+    which tell the ids only engines serve (no tag needed)."""
 
-    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+    def __init__(self, overrides: dict[str, str] | None = None, upstreams: Sequence[UpstreamSpec] = ()) -> None:
+        self.upstreams = tuple(upstreams)
         self.entries: dict[str, CatalogEntry] = {e.hf_id: e for e in BUILTIN}
         for hf_id, tag in (overrides or {}).items():
             known = self.entries.get(hf_id)
@@ -195,7 +203,14 @@ class Catalog:
             self.entries[hf_id] = _override(hf_id, tag, known)
 
     @classmethod
-    def load(cls, overrides: dict[str, str], override_file: Path | None) -> Catalog:
+    def for_settings(cls, settings: Settings) -> Catalog:
+        """The catalog `serve` resolves with: the operator's mappings, and OLLAMA_HOST's engines."""
+        return cls.load(settings.model_map, settings.model_map_file, settings.upstreams)
+
+    @classmethod
+    def load(
+        cls, overrides: dict[str, str], override_file: Path | None, upstreams: Sequence[UpstreamSpec] = ()
+    ) -> Catalog:
         merged: dict[str, str] = {}
         if override_file is not None:
             try:
@@ -208,7 +223,7 @@ class Catalog:
                 raise CatalogError(f'model map file {override_file} must be a JSON object {{"org/Model": "tag"}}')
             merged.update(data)
         merged.update(overrides)
-        return cls(merged)
+        return cls(merged, upstreams)
 
     def entry(self, model_id: str) -> CatalogEntry:
         """The row for `model_id`: built-in, operator override or GGUF passthrough; else a CatalogError.
@@ -229,7 +244,13 @@ class Catalog:
         if tag is not None:
             identity = Identity(quantization=quant_from_tag(tag))
             return CatalogEntry(model_id, tag, None, "GGUF passthrough", identity, passthrough=True)
+        if self._engines_only(model_id):  # /v1/models names it; nothing else is known to check
+            return CatalogEntry(model_id, model_id, None, "served by an OpenAI-compatible engine", engine=True)
         raise self._unknown(model_id)
+
+    def _engines_only(self, model_id: str) -> bool:
+        serving = [s for s in self.upstreams if s.models is None or model_id in s.models]
+        return bool(serving) and all(s.kind == "openai" for s in serving)
 
     def resolve(self, model_id: str) -> str:
         """The Ollama tag for `model_id`, or a CatalogError that says what to do."""
@@ -247,6 +268,9 @@ class Catalog:
                     "The id must match aiModels.json's model_id byte for byte."
                 )
         as_tag = [e.hf_id for e in self.entries.values() if e.tag == model_id]
+        only_ollama = ""
+        if any(s.kind == "openai" for s in self.upstreams):
+            only_ollama = " Only Ollama entries need it: an OpenAI-compatible engine serves HF ids as they are."
         hint = f" {model_id!r} is an Ollama tag; use its HF id {as_tag[0]!r}." if as_tag else ""
         if not as_tag and (close := self._close_ids(model_id)):
             hint = f" Did you mean {' or '.join(repr(hf_id) for hf_id in close)}?"
@@ -254,7 +278,7 @@ class Catalog:
             f"unknown model id {model_id!r}: no Ollama tag is known for it.{hint} Add a mapping with "
             f'LLM_RUNNER_MODEL_MAP=\'{{"{model_id}": "<ollama tag>"}}\' or a JSON file named by '
             "LLM_RUNNER_MODEL_MAP_FILE, or use a GGUF repo id such as hf.co/<owner>/<repo>-GGUF:Q4_K_M. "
-            "`llm-runner models` lists the built-in table."
+            f"`llm-runner models` lists the built-in table.{only_ollama}"
         )
 
     def _close_ids(self, model_id: str) -> list[str]:

@@ -21,5 +21,6 @@ def make_upstream(spec: UpstreamSpec, settings: Settings, tags: Mapping[str, str
             for model_id, tag in tags.items()
             if spec.models is None or model_id in spec.models
         }
-        return OpenAIUpstream(spec.url, settings, slots=slots, model_ids=spec.models, served=served)
+        key = spec.api_key or settings.upstream_api_key  # the entry's own, else the one for every engine
+        return OpenAIUpstream(spec.url, settings, slots=slots, model_ids=spec.models, served=served, api_key=key)
     return OllamaUpstream(spec.url, settings, slots=slots, model_ids=spec.models)

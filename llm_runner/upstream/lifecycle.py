@@ -221,7 +221,10 @@ class Lifecycle:
                 log.info("upstream %s reachable (version %s)", upstream.name, version)
             health.version, health.down_since = version, None
             pending = False
+            serving = any(s.status == OK for s in health.models.values())
             for state in health.models.values():
+                if state.status == ERROR and state.phase == MISSING and not serving:
+                    await self._recheck_missing(upstream, state)
                 if state.status == LOADING and state.phase != CANARY:
                     pending |= not await self._prepare(upstream, state)
                     self._notify()
@@ -234,6 +237,18 @@ class Lifecycle:
 
     async def _sleep(self, name: str, seconds: float) -> None:
         await nap(self._wakes[name], seconds)
+
+    async def _recheck_missing(self, upstream: Upstream, state: ModelState) -> None:
+        """A model the upstream could not get (an engine not started with it) is asked for again,
+        quietly, on an upstream that serves nothing else (an engine may interrupt generations to
+        list its models): restarted with it, it is checked and warmed. An upstream that went down
+        meanwhile is re-checked on its return (UpstreamHealth.mark_down)."""
+        try:
+            if await upstream.show(state.tag) is None:
+                return
+        except UpstreamError:
+            return
+        state.set(LOADING, CHECKING, f"{upstream.name} now has {state.tag}")
 
     async def _prepare(self, upstream: Upstream, state: ModelState) -> bool:
         """Check, pull and warm one model on one upstream. False means: try again later."""
@@ -280,8 +295,8 @@ class Lifecycle:
             state.set(OK, READY, ready)
             return True
         except UpstreamError as exc:
-            if exc.kind == "no_such_model":  # the message says what to install
-                state.set(ERROR, FAILED, exc.msg)
+            if exc.kind == "no_such_model":  # the message says what to install; asked again later
+                state.set(ERROR, MISSING, exc.msg)
                 return True
             if exc.kind == "pull_failed" and any(p in exc.msg.lower() for p in _PERMANENT_PULL_ERRORS):
                 state.set(ERROR, FAILED, f"{exc.msg}; check the tag in the model map")

@@ -26,16 +26,17 @@ from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import LENGTH, STOP, End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest
-from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, UpstreamSettings, function_tools, sampling
-from llm_runner.upstream.http1 import (
-    ConnectFailed,
-    ConnectionLost,
-    HTTP1Error,
-    HTTP1Pool,
-    ProtocolError,
-    ReadTimeout,
-    probe,
+from llm_runner.upstream.base import (
+    ModelInfo,
+    PullProgress,
+    Resident,
+    UpstreamSettings,
+    function_tools,
+    sampling,
+    transport_errors,
+    unreachable,
 )
+from llm_runner.upstream.http1 import HTTP1Error, HTTP1Pool, probe
 from llm_runner.upstream.ollama_import import ollama
 from llm_runner.upstream.ollama_wire import (
     describe_status,
@@ -53,6 +54,7 @@ class OllamaUpstream:
     """Talks to one Ollama server. Create once per app; close with `aclose()`."""
 
     kind = "ollama"
+    peer = "Ollama"
 
     def __init__(
         self, base_url: str, settings: UpstreamSettings, *, slots: int = 1, model_ids: frozenset[str] | None = None
@@ -96,7 +98,7 @@ class OllamaUpstream:
         try:
             return await probe(self._http, "/api/version", self.settings.connect_timeout_s, _version_of)
         except (HTTP1Error, ValueError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
 
     async def show(self, tag: str) -> ModelInfo | None:
         """What Ollama knows of `tag`, or None when it is not pulled."""
@@ -107,7 +109,7 @@ class OllamaUpstream:
                 return None
             raise UpstreamError(kind_of(exc.status_code, exc.error), f"Ollama show {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
         details = shown.details.model_dump() if shown.details else {}
         return ModelInfo(
             tag=tag,
@@ -127,7 +129,7 @@ class OllamaUpstream:
         except ollama.ResponseError as exc:
             raise UpstreamError("pull_failed", f"pulling {tag} failed: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
 
     async def warm(self, tag: str, think_off: bool) -> None:
         """Load the model with the same runner options every request sends (no reload later)."""
@@ -142,7 +144,7 @@ class OllamaUpstream:
         except ollama.ResponseError as exc:
             raise UpstreamError(kind_of(exc.status_code, exc.error), f"loading {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
 
     async def unload(self, tag: str) -> None:
         try:
@@ -150,7 +152,7 @@ class OllamaUpstream:
         except ollama.ResponseError as exc:
             raise UpstreamError(kind_of(exc.status_code, exc.error), f"unloading {tag}: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
 
     async def ps(self) -> list[Resident]:
         try:
@@ -158,7 +160,7 @@ class OllamaUpstream:
         except ollama.ResponseError as exc:
             raise UpstreamError(kind_of(exc.status_code, exc.error), f"Ollama ps: {exc.error}") from exc
         except (httpx.HTTPError, ConnectionError) as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
         return [
             Resident(
                 short_tag(m.model or m.name or ""),
@@ -207,92 +209,63 @@ class OllamaUpstream:
         thinking = ThinkFolder(settings.think == "hide")
         inter_token = settings.inter_token_timeout_s
         tool_calls = 0
-        try:
-            # The wait for the headers is the model load (first_token_timeout_s); every later
-            # wait for bytes gets inter_token_timeout_s.
-            async with self._http.request(
+        # The wait for the headers is the model load (first_token_timeout_s); every later wait for
+        # bytes gets inter_token_timeout_s.
+        async with (
+            transport_errors(self, tag),
+            self._http.request(
                 "POST",
                 "/api/chat",
                 content,
                 connect_timeout_s=settings.connect_timeout_s,
                 first_byte_timeout_s=settings.first_token_timeout_s,
-            ) as response:
-                if response.status != 200:
-                    message = error_text(await response.read(settings.first_token_timeout_s), response.status)
-                    raise UpstreamError(
-                        kind_of(response.status, message), describe_status(tag, response.status, message)
-                    )
-                pending = b""  # a line cut between two reads (Ollama writes one line per chunk)
-                while True:
-                    data = await response.next_chunk(inter_token)
-                    if data:
-                        if pending:
-                            data = pending + data
-                        lines = data.split(b"\n")
-                        pending = lines.pop()
-                    elif pending.strip():  # the body ended on a line without its newline
-                        lines, pending = [pending], b""
-                    else:
-                        raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done")
-                    for line in lines:
-                        if not line or line.isspace():
-                            continue
-                        chunk = fastjson.loads(line)
-                        if "error" in chunk:
-                            message = str(chunk["error"])
-                            raise UpstreamError(kind_of(500, message), f"Ollama failed mid-stream: {message}")
-                        message_part = chunk.get("message") or {}
-                        thought = message_part.get("thinking")
-                        text = message_part.get("content") or ""
-                        done = chunk.get("done")
-                        if thought or thinking.open:
-                            text = thinking.fold(thought, text, bool(done))
-                        calls = message_part.get("tool_calls")
-                        if calls:
-                            for call in calls:
-                                yield ToolCallEvent(tool_calls, tool_call(call))
-                                tool_calls += 1
-                        if done:
-                            if text:
-                                yield text
-                            await drain(response)  # a fully read response keeps its connection for reuse
-                            yield End(
-                                LENGTH if chunk.get("done_reason") == "length" else STOP,
-                                int(chunk.get("prompt_eval_count") or 0),
-                                int(chunk.get("eval_count") or 0),
-                            )
-                            return
-                        logprobs = chunk.get("logprobs")
-                        yield Scored(text, logprobs) if logprobs else text
-        except ConnectFailed as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        except ReadTimeout as exc:
-            raise UpstreamError("timeout", f"Ollama sent nothing for {exc.waited_s:g}s for {tag} ({exc!r})") from exc
-        except (ConnectionLost, ProtocolError) as exc:
-            if isinstance(exc, ConnectionLost) and not exc.responded:
-                raise await self._unanswered(tag, exc) from exc
-            raise UpstreamError("truncated", f"connection to Ollama broke during {tag}: {exc!r}") from exc
-        except json.JSONDecodeError as exc:
-            raise UpstreamError("protocol", f"Ollama sent a line that is not JSON: {exc}") from exc
-
-    async def _unanswered(self, tag: str, exc: ConnectionLost) -> UpstreamError:
-        """The chat's connection was closed before a byte of answer (the pool already retried a
-        reused one). A dying Ollama does that: the kernel accepts, the process never answers. So
-        does a live one whose handler crashed. Ask, rather than guess: only a dead Ollama is
-        reported unreachable (and so marked down, which /health shows)."""
-        try:
-            version = await self.version()
-        except UpstreamError as down:
-            return UpstreamError("unreachable", f"{down.msg}; it had closed {tag}'s connection unanswered")
-        return UpstreamError(
-            "truncated", f"Ollama {version} at {self.base_url} closed {tag}'s connection without answering ({exc})"
-        )
-
-    def _unreachable(self, exc: BaseException) -> str:
-        return (
-            f"Ollama at {self.base_url} is unreachable ({type(exc).__name__}: {exc}): start it there, "
-            "or set OLLAMA_HOST to where it runs"
-        )
+            ) as response,
+        ):
+            if response.status != 200:
+                message = error_text(await response.read(settings.first_token_timeout_s), response.status)
+                raise UpstreamError(kind_of(response.status, message), describe_status(tag, response.status, message))
+            pending = b""  # a line cut between two reads (Ollama writes one line per chunk)
+            while True:
+                data = await response.next_chunk(inter_token)
+                if data:
+                    if pending:
+                        data = pending + data
+                    lines = data.split(b"\n")
+                    pending = lines.pop()
+                elif pending.strip():  # the body ended on a line without its newline
+                    lines, pending = [pending], b""
+                else:
+                    raise UpstreamError("truncated", f"Ollama closed the {tag} stream before it was done")
+                for line in lines:
+                    if not line or line.isspace():
+                        continue
+                    chunk = fastjson.loads(line)
+                    if "error" in chunk:
+                        message = str(chunk["error"])
+                        raise UpstreamError(kind_of(500, message), f"Ollama failed mid-stream: {message}")
+                    message_part = chunk.get("message") or {}
+                    thought = message_part.get("thinking")
+                    text = message_part.get("content") or ""
+                    done = chunk.get("done")
+                    if thought or thinking.open:
+                        text = thinking.fold(thought, text, bool(done))
+                    calls = message_part.get("tool_calls")
+                    if calls:
+                        for call in calls:
+                            yield ToolCallEvent(tool_calls, tool_call(call))
+                            tool_calls += 1
+                    if done:
+                        if text:
+                            yield text
+                        await drain(response)  # a fully read response keeps its connection for reuse
+                        yield End(
+                            LENGTH if chunk.get("done_reason") == "length" else STOP,
+                            int(chunk.get("prompt_eval_count") or 0),
+                            int(chunk.get("eval_count") or 0),
+                        )
+                        return
+                    logprobs = chunk.get("logprobs")
+                    yield Scored(text, logprobs) if logprobs else text
 
 
 def _version_of(status: int, body: bytes) -> str:

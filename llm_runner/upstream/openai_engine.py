@@ -19,23 +19,23 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from pydantic import SecretStr
+
 from llm_runner.core import fastjson
 from llm_runner.core.errors import UpstreamError
 from llm_runner.core.events import End, Event, Scored, ToolCallEvent
 from llm_runner.core.request import GenerationRequest, Message
-from llm_runner.settings import Settings
-from llm_runner.upstream.base import ModelInfo, PullProgress, Resident
-from llm_runner.upstream.http1 import (
-    ConnectFailed,
-    ConnectionLost,
-    HTTP1Error,
-    HTTP1Pool,
-    ProtocolError,
-    ReadTimeout,
-    probe,
-)
+from llm_runner.upstream.base import ModelInfo, PullProgress, Resident, UpstreamSettings, transport_errors, unreachable
+from llm_runner.upstream.http1 import HTTP1Error, HTTP1Pool, probe
 from llm_runner.upstream.ollama_wire import drain, kind_of
-from llm_runner.upstream.openai_wire import ToolCallParts, chat_body, error_message, finish_of, listed_models
+from llm_runner.upstream.openai_wire import (
+    ToolCallParts,
+    chat_body,
+    describe_status,
+    error_message,
+    finish_of,
+    listed_models,
+)
 from llm_runner.upstream.thinking import ThinkFolder
 
 log = logging.getLogger("llm_runner.upstream")
@@ -43,26 +43,28 @@ log = logging.getLogger("llm_runner.upstream")
 
 class OpenAIUpstream:
     """Talks to one OpenAI-compatible engine. `served` maps each runner tag to the engine's name for
-    that model (the HF id unless `served_model=` says otherwise)."""
+    that model (the HF id unless `served_model=` says otherwise); `api_key`, its --api-key, goes in
+    every request's Authorization header and nowhere else."""
 
     kind = "openai"
+    peer = "engine"
 
     def __init__(
         self,
         base_url: str,
-        settings: Settings,
+        settings: UpstreamSettings,
         *,
         slots: int = 1,
         model_ids: frozenset[str] | None = None,
         served: Mapping[str, str] | None = None,
+        api_key: SecretStr | None = None,
     ) -> None:
         self.base_url = self.name = base_url
         self.settings = settings
         self.slots, self.model_ids = slots, model_ids
         self.served = dict(served or {})
         self._http = HTTP1Pool(base_url, max_idle=64, keepalive_expiry_s=30.0)
-        key = settings.upstream_api_key
-        self._headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else None
+        self._headers = {"Authorization": f"Bearer {api_key.get_secret_value()}"} if api_key else None
         self._version: str | None = None
         self._models: dict[str, dict] | None = None  # what /v1/models last listed
         self._uncounted_warned = False
@@ -89,7 +91,7 @@ class OpenAIUpstream:
         try:
             return await probe(self._http, path, self.settings.connect_timeout_s, _as_is, self._headers)
         except HTTP1Error as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
+            raise UpstreamError("unreachable", unreachable(self, exc)) from exc
 
     async def version(self) -> str:
         """Healthy or UpstreamError(unreachable): `/health` must answer 200 (a 503 is an engine still
@@ -124,25 +126,30 @@ class OpenAIUpstream:
             raise UpstreamError("protocol", f"{self.base_url}/v1/models is not a model list: {exc}") from exc
         return self._models
 
-    async def show(self, tag: str) -> ModelInfo | None:
-        """The served model as `/v1/models` lists it, or None when it is not there."""
-        listed = (await self._listed()).get(self.served_name(tag))
-        if listed is None:
-            return None
-        details = {k: listed[k] for k in ("id", "root", "owned_by", "max_model_len") if listed.get(k) is not None}
+    async def show(self, tag: str) -> ModelInfo:
+        """The served model as `/v1/models` lists it. An engine serves what it was started with: a
+        model it does not list is UpstreamError(no_such_model), saying what it serves and the fix."""
+        name = self.served_name(tag)
+        listed = await self._listed()
+        model = listed.get(name)
+        if model is None:
+            raise UpstreamError("no_such_model", self._not_served(name, listed))
+        details = {k: model[k] for k in ("id", "root", "owned_by", "max_model_len") if model.get(k) is not None}
         return ModelInfo(tag=tag, details=details)  # capabilities: /v1/models tells none
 
     async def pull(self, tag: str) -> AsyncIterator[PullProgress]:
         """An engine serves the model it was started with: nothing can be pulled."""
         name = self.served_name(tag)
-        listed = ", ".join(sorted(await self._listed())) or "nothing"
-        raise UpstreamError(
-            "no_such_model",
-            f"the engine at {self.base_url} does not serve {name} (its /v1/models lists {listed}): start it "
-            f"with that model (vLLM: `vllm serve {name}`, or --served-model-name {name}), or name its model "
-            "with served_model= in OLLAMA_HOST",
-        )
+        raise UpstreamError("no_such_model", f"an engine cannot pull: {self._not_served(name, await self._listed())}")
         yield  # an async generator, like every upstream's pull
+
+    def _not_served(self, name: str, listed: Mapping[str, object]) -> str:
+        return (
+            f"the engine at {self.base_url} does not serve {name}: its /v1/models lists "
+            f"{', '.join(sorted(listed)) or 'nothing'}. Start it with that model (vLLM: `vllm serve {name}` or "
+            f"--served-model-name {name}; llama-server: --alias {name}), or, when it serves the model under "
+            "another name, give that name with served_model= in its OLLAMA_HOST entry"
+        )
 
     async def warm(self, tag: str, think_off: bool) -> None:
         """One 1-token generation: a model is ready once it has generated."""
@@ -172,76 +179,68 @@ class OpenAIUpstream:
         usage: dict | None = None
         counted = 0  # content chunks, one per token, for an engine that sends no usage
         wait = settings.first_token_timeout_s  # until the first token (queue, prefill), then a stall
-        try:
-            async with self._http.request(
+        async with (
+            transport_errors(self, tag),
+            self._http.request(
                 "POST",
                 "/v1/chat/completions",
                 content,
                 headers=self._headers,
                 connect_timeout_s=settings.connect_timeout_s,
                 first_byte_timeout_s=settings.first_token_timeout_s,
-            ) as response:
-                if response.status != 200:
-                    message = error_message(await response.read(settings.first_token_timeout_s), response.status)
-                    kind = kind_of(response.status, message)
-                    raise UpstreamError(kind, f"engine at {self.base_url} answered {response.status}: {message}")
-                pending = b""
-                while True:
-                    data = await response.next_chunk(wait)
-                    if data:
-                        lines = (pending + data).split(b"\n")
-                        pending = lines.pop()
-                    elif pending.strip():
-                        lines, pending = [pending], b""
-                    elif finish is not None:  # ended without [DONE]: the finish chunk came
-                        lines = [b"data: [DONE]"]
-                    else:
-                        raise UpstreamError("truncated", f"the engine closed the {tag} stream before it was done")
-                    for line in lines:
-                        if not line.startswith(b"data:"):
-                            continue  # blank lines, `: ping` comments, event: and id: fields
-                        payload = line[5:].strip()
-                        if payload == b"[DONE]":
-                            if finish is None:
-                                raise UpstreamError("truncated", f"the engine ended {tag}'s stream with no finish")
-                            for index, call in enumerate(calls.calls()):
-                                yield ToolCallEvent(index, call)
-                            await drain(response)
-                            yield self._end(finish, usage, counted)
-                            return
-                        chunk = fastjson.loads(payload)
-                        if "error" in chunk:
-                            error = chunk["error"]
-                            message = str(error.get("message", error) if isinstance(error, dict) else error)
-                            raise UpstreamError(kind_of(500, message), f"the engine failed mid-stream: {message}")
-                        usage = chunk.get("usage") or usage
-                        for choice in chunk.get("choices") or ():
-                            delta = choice.get("delta") or {}
-                            thought = delta.get("reasoning_content") or delta.get("reasoning")
-                            text = delta.get("content") or ""
-                            finish = choice.get("finish_reason") or finish
-                            if delta.get("tool_calls"):
-                                calls.add(delta["tool_calls"])
-                            if thought or thinking.open:
-                                text = thinking.fold(thought, text, finish is not None)
-                            if text or thought:
-                                counted += 1
-                                wait = settings.inter_token_timeout_s
-                            logprobs = (choice.get("logprobs") or {}).get("content")
-                            if logprobs:
-                                yield Scored(text, logprobs)
-                            elif text:
-                                yield text
-        except ConnectFailed as exc:
-            raise UpstreamError("unreachable", self._unreachable(exc)) from exc
-        except ReadTimeout as exc:
-            raise UpstreamError("timeout", f"the engine sent nothing for {exc.waited_s:g}s for {tag}") from exc
-        except (ConnectionLost, ProtocolError) as exc:
-            if isinstance(exc, ConnectionLost) and not exc.responded:
-                raise await self._unanswered(tag, exc) from exc
-            raise UpstreamError("truncated", f"connection to the engine broke during {tag}: {exc!r}") from exc
-        except ValueError as exc:  # JSON
-            raise UpstreamError("protocol", f"the engine sent a data line that is not JSON: {exc}") from exc
+            ) as response,
+        ):
+            if response.status != 200:
+                status, message = response.status, error_message(await response.read(wait), response.status)
+                name = self.served_name(tag)
+                raise UpstreamError(kind_of(status, message), describe_status(self.base_url, name, status, message))
+            pending = b""
+            while True:
+                data = await response.next_chunk(wait)
+                if data:
+                    lines = (pending + data).split(b"\n")
+                    pending = lines.pop()
+                elif pending.strip():
+                    lines, pending = [pending], b""
+                elif finish is not None:  # ended without [DONE]: the finish chunk came
+                    lines = [b"data: [DONE]"]
+                else:
+                    raise UpstreamError("truncated", f"the engine closed the {tag} stream before it was done")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # blank lines, `: ping` comments, event: and id: fields
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        if finish is None:
+                            raise UpstreamError("truncated", f"the engine ended {tag}'s stream with no finish")
+                        for index, call in enumerate(calls.calls()):
+                            yield ToolCallEvent(index, call)
+                        await drain(response)
+                        yield self._end(finish, usage, counted)
+                        return
+                    chunk = fastjson.loads(payload)
+                    if "error" in chunk:
+                        error = chunk["error"]
+                        message = str(error.get("message", error) if isinstance(error, dict) else error)
+                        raise UpstreamError(kind_of(500, message), f"the engine failed mid-stream: {message}")
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        text = delta.get("content") or ""
+                        finish = choice.get("finish_reason") or finish
+                        if delta.get("tool_calls"):
+                            calls.add(delta["tool_calls"])
+                        if thought or thinking.open:
+                            text = thinking.fold(thought, text, finish is not None)
+                        if text or thought:
+                            counted += 1
+                            wait = settings.inter_token_timeout_s
+                        logprobs = (choice.get("logprobs") or {}).get("content")
+                        if logprobs:
+                            yield Scored(text, logprobs)
+                        elif text:
+                            yield text
 
     def _end(self, finish: str, usage: dict | None, counted: int) -> End:
         """The exact usage when the engine sent it; else the chunks counted (one per token in every
@@ -256,17 +255,6 @@ class OpenAIUpstream:
                 self.base_url,
             )
         return End(finish_of(finish), 0, counted)
-
-    async def _unanswered(self, tag: str, exc: ConnectionLost) -> UpstreamError:
-        """Closed before a byte of answer: only a dead engine is reported unreachable."""
-        try:
-            await self.version()
-        except UpstreamError as down:
-            return UpstreamError("unreachable", f"{down.msg}; it had closed {tag}'s connection unanswered")
-        return UpstreamError("truncated", f"the engine at {self.base_url} closed {tag}'s connection unanswered ({exc})")
-
-    def _unreachable(self, exc: BaseException) -> str:
-        return f"engine at {self.base_url} is unreachable ({type(exc).__name__}: {exc})"
 
 
 def _as_is(status: int, body: bytes) -> tuple[int, bytes]:

@@ -15,7 +15,7 @@ from typing import Any
 from llm_runner.core.events import LENGTH, STOP
 from llm_runner.core.request import GenerationRequest, Message, ToolCall
 from llm_runner.upstream.base import function_tools, sampling
-from llm_runner.upstream.ollama_wire import tool_call
+from llm_runner.upstream.ollama_wire import kind_of, tool_call
 
 # How an image's base64 text starts, per type: the core keeps bytes only, OpenAI wants a data: URL.
 _IMAGE_MAGIC = {"iVBOR": "image/png", "/9j/": "image/jpeg", "R0lG": "image/gif", "UklGR": "image/webp"}
@@ -111,6 +111,18 @@ def finish_of(reason: str | None) -> str:
     """OpenAI's finish_reason as the core's end: `length` is LENGTH; stop, tool_calls and the rest
     are STOP (the face says tool_calls itself when the generation made calls)."""
     return LENGTH if reason == "length" else STOP
+
+
+def describe_status(url: str, name: str, status: int, message: str) -> str:
+    """An engine's refusal of a generation, with what fixes it when that is known."""
+    if status == 404:
+        return f"the engine at {url} does not serve {name} ({message}); the runner checks its /v1/models again"
+    if kind_of(status, message) == "oom":
+        return (
+            f"the engine at {url} ran out of memory for {name}: {message} (try a smaller model, a shorter "
+            "context (vLLM: --max-model-len) or fewer parallel requests)"
+        )
+    return f"engine at {url} answered {status}: {message}"
 
 
 def error_message(body: bytes, status: int) -> str:

@@ -83,7 +83,9 @@ class UpstreamHealth:
     unplanned_unloads: int = 0  # models the upstream unloaded that the runner did not ask it to
 
     def mark_down(self, error: str) -> bool:
-        """True when it was up (or unknown) until now."""
+        """True when it was up (or unknown) until now. A model that is an ERROR because the
+        upstream lacked it waits for the upstream's return with the others: it may come back
+        serving it (an engine restarted with the right model)."""
         was_up = self.down_since is None
         if was_up:
             self.down_since = time.time()
@@ -91,7 +93,7 @@ class UpstreamHealth:
         self.version, self.last_error = None, error
         for state in self.models.values():
             state.resident = False
-            if state.status != ERROR:
+            if state.status != ERROR or state.phase == MISSING:
                 state.set(LOADING, DOWN, f"upstream down: {error}")
         return was_up
 

@@ -30,7 +30,16 @@ from typing import Any
 import uvicorn
 
 from tests.conftest import LLAMA
-from tests.support.standin import ScriptedAbort, _disconnected_within, finish, reply, send_body, start
+from tests.support.standin import (
+    ScriptedAbort,
+    disconnected_within,
+    finish,
+    read_request,
+    reply,
+    send_body,
+    set_knobs,
+    start,
+)
 
 SSE = [(b"content-type", b"text/event-stream")]
 
@@ -58,6 +67,7 @@ class Script:
 
 @dataclass
 class Stats:
+    open_generations: int = 0
     started: int = 0
     completed: int = 0
     cancelled: int = 0
@@ -70,18 +80,9 @@ class OpenAIStandIn:
         self.script, self.stats = Script(), Stats()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        payload = await read_request(scope, receive, send)
+        if payload is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        payload = json.loads(body) if body.strip() else {}
         route = (scope["method"], scope["path"])
         key = self.script.api_key
         if (
@@ -94,10 +95,7 @@ class OpenAIStandIn:
         if route == ("POST", "/v1/chat/completions"):
             await self.chat(payload, receive, send)
         elif route == ("POST", "/_control"):
-            unknown = set(payload) - set(asdict(self.script))
-            for key, value in payload.items():
-                setattr(self.script, key, value)
-            await reply(send, 400 if unknown else 200, {"unknown": sorted(unknown)})
+            await reply(send, *set_knobs(self.script, payload))
         elif route == ("POST", "/_reset"):
             self.script, self.stats = Script(), Stats()
             await reply(send, 200, {})
@@ -146,8 +144,9 @@ class OpenAIStandIn:
         top = int(payload.get("top_logprobs") or 0) if payload.get("logprobs") else None
         prompt = 10 + sum(len(str(m.get("content", "")).split()) for m in payload["messages"])
         stats.started += 1
+        stats.open_generations += 1
         finished = False
-        gone = asyncio.create_task(_disconnected_within(receive, None))
+        gone = asyncio.create_task(disconnected_within(receive, None))
 
         async def data(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> None:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason, **extra}
@@ -210,6 +209,7 @@ class OpenAIStandIn:
             pass  # the client went away mid-stream
         finally:
             gone.cancel()
+            stats.open_generations -= 1
             stats.completed += finished
             stats.cancelled += not finished
 

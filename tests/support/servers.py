@@ -92,6 +92,11 @@ class StandIn(Server):
         port = port or free_port()
         super().__init__(["-m", "tests.support.standin", "--port", str(port)], port, ready_path="/api/version")
 
+    @property
+    def entry(self) -> str:
+        """Its OLLAMA_HOST entry, before any options."""
+        return self.url
+
     def script(self, **knobs: object) -> dict:
         response = httpx.post(self.url + "/_control", json=knobs, timeout=5)
         response.raise_for_status()

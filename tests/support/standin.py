@@ -102,19 +102,10 @@ class StandIn:
         self.gpu = GPU(self)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        payload = await read_request(scope, receive, send)
+        if payload is None:
             return
         method, path = scope["method"], scope["path"]
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        payload = json.loads(body) if body.strip() else {}
         routes = {
             ("GET", "/api/version"): self.version,
             ("GET", "/"): self.root,
@@ -268,7 +259,7 @@ class StandIn:
         finished = False
         # uvicorn drops writes to a closed connection silently, so watch for the disconnect the
         # way Ollama's request context does, and stop at the next token.
-        gone = asyncio.create_task(_disconnected_within(receive, None))
+        gone = asyncio.create_task(disconnected_within(receive, None))
         runner = None
         try:
             if self.gpu.on or script.wedged:  # Ollama sends no header before the model is loaded
@@ -386,12 +377,7 @@ class StandIn:
     # -- knobs -----------------------------------------------------------------------------------
 
     async def control(self, payload: dict, _: Any, send: Any) -> None:
-        for key, value in payload.items():
-            if not hasattr(self.script, key):
-                await reply(send, 400, {"error": f"unknown knob {key}"})
-                return
-            setattr(self.script, key, value)
-        await reply(send, 200, asdict(self.script))
+        await reply(send, *set_knobs(self.script, payload))
 
     async def reset(self, _: dict, __: Any, send: Any) -> None:
         self.gpu.close()
@@ -540,7 +526,7 @@ async def _unless_gone(wait: Any, gone: asyncio.Task[bool]) -> Any:
     return None
 
 
-async def _disconnected_within(receive: Any, seconds: float | None) -> bool:
+async def disconnected_within(receive: Any, seconds: float | None) -> bool:
     """True once the client has gone (False if `seconds` passed first)."""
     try:
         async with asyncio.timeout(seconds):
@@ -549,6 +535,32 @@ async def _disconnected_within(receive: Any, seconds: float | None) -> bool:
             return True
     except TimeoutError:
         return False
+
+
+def set_knobs(script: Any, knobs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST /_control: 400 naming the unknown knobs (none set), else 200 with the whole script."""
+    unknown = sorted(set(knobs) - set(asdict(script)))
+    if unknown:
+        return 400, {"error": f"unknown knob(s) {', '.join(unknown)}"}
+    for key, value in knobs.items():
+        setattr(script, key, value)
+    return 200, asdict(script)
+
+
+async def read_request(scope: dict, receive: Any, send: Any) -> dict[str, Any] | None:
+    """An ASGI call's JSON body ({} when empty); None for the server's lifespan, answered here."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    return json.loads(body) if body.strip() else {}
 
 
 async def start(send: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
