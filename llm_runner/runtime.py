@@ -17,16 +17,12 @@ from llm_runner.core.metrics import RunnerMetrics, bind_live
 from llm_runner.core.request import ServedModel
 from llm_runner.live.heartbeat_protocol import STATUS_READY, RunnerSnapshot
 from llm_runner.live.wiring import registrations
-from llm_runner.settings import (
-    DEFAULT_EMBEDDED_MODEL,
-    DEFAULT_OLLAMA_HOST,
-    DEFAULT_OLLAMA_MODEL,
-    Settings,
-)
+from llm_runner.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_OLLAMA_MODEL, Settings
 from llm_runner.upstream.base import ModelInfo
 from llm_runner.upstream.build import build_upstreams, engine_available, residency_policy, resolve_backend
 from llm_runner.upstream.canary import CanaryPolicy
 from llm_runner.upstream.catalog import Catalog, check_identity
+from llm_runner.upstream.hosts import DEFAULT_OLLAMA_HOST
 from llm_runner.upstream.lifecycle import Lifecycle
 from llm_runner.upstream.router import UpstreamRouter
 from llm_runner.upstream.shares import split_slots

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from llm_runner.settings import Settings, normalize_ollama_host, parse_upstreams
+from llm_runner.settings import Settings
+from llm_runner.upstream.hosts import normalize_ollama_host, parse_upstreams
 from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
 from tests.support.servers import Runner, StandIn, serving

@@ -15,7 +15,7 @@ import ollama
 import pytest
 
 from llm_runner.engine.registry import BUNDLED_TAG, bundled_gguf
-from llm_runner.settings import DEFAULT_OLLAMA_HOST
+from llm_runner.upstream.hosts import DEFAULT_OLLAMA_HOST
 from tests.support.golivepeer import parse_livepeer_stream
 from tests.support.servers import Engine, serving
 from tests.test_cli import cli

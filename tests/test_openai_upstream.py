@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from llm_runner.core.request import Message, ToolCall
-from llm_runner.settings import parse_upstreams
 from llm_runner.upstream.catalog import Catalog, check_identity
+from llm_runner.upstream.hosts import parse_upstreams
 from llm_runner.upstream.openai_wire import openai_messages
 from tests.conftest import LLAMA, go_body
 from tests.support.golivepeer import parse_livepeer_stream

@@ -30,7 +30,8 @@ import yaml
 
 from llm_runner.ops.compose import ComposeOptions, ollama_host, render
 from llm_runner.ops.yaml_out import Folded, scalar, to_yaml
-from llm_runner.settings import Settings, parse_upstreams
+from llm_runner.settings import Settings
+from llm_runner.upstream.hosts import parse_upstreams
 from llm_runner.upstream.shares import capacities_for
 from tests.conftest import LLAMA, go_body
 from tests.support.golivepeer import parse_livepeer_stream

@@ -16,8 +16,9 @@ from rich.table import Table
 
 from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, write_merged
 from llm_runner.ops.console import CAPACITY_HELP, capacities, fail, load_catalog, load_settings
-from llm_runner.settings import DEFAULT_OLLAMA_HOST, DEFAULT_OLLAMA_MODEL, Settings
+from llm_runner.settings import DEFAULT_OLLAMA_MODEL, Settings
 from llm_runner.upstream.catalog import CatalogError
+from llm_runner.upstream.hosts import DEFAULT_OLLAMA_HOST
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -23,8 +23,9 @@ from llm_runner.ops.aimodels import AIModelsError, EntryOptions, entries_for, wr
 from llm_runner.ops.console import fail
 from llm_runner.ops.files import write_atomic
 from llm_runner.ops.yaml_out import Folded, to_yaml
-from llm_runner.settings import DEFAULT_OLLAMA_MODEL, parse_upstreams
+from llm_runner.settings import DEFAULT_OLLAMA_MODEL
 from llm_runner.upstream.catalog import Catalog, CatalogError
+from llm_runner.upstream.hosts import parse_upstreams
 
 OLLAMA_IMAGE = "ollama/ollama:0.12.6"
 GO_LIVEPEER_IMAGE = "livepeer/go-livepeer:v0.9.1"  # the last release that serves the batch `llm` pipeline

@@ -17,16 +17,11 @@ from llm_runner.core.errors import UpstreamError
 from llm_runner.core.hardware import gpu_info
 from llm_runner.engine.registry import BUNDLED_INSTALL, BUNDLED_TAG, bundled_gguf
 from llm_runner.ops.runners_check import runners_json_findings
-from llm_runner.settings import (
-    DEFAULT_EMBEDDED_MODEL,
-    DEFAULT_OLLAMA_HOST,
-    DEFAULT_OLLAMA_MODEL,
-    Settings,
-    UpstreamSpec,
-)
+from llm_runner.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_OLLAMA_MODEL, Settings
 from llm_runner.upstream.base import Upstream
 from llm_runner.upstream.build import resolve_backend
 from llm_runner.upstream.catalog import Catalog, CatalogError, check_identity, model_slug
+from llm_runner.upstream.hosts import DEFAULT_OLLAMA_HOST
 from llm_runner.upstream.identity import observed
 from llm_runner.upstream.kinds import make_upstream
 
@@ -72,7 +67,7 @@ class Doctor:
     def backend_said(self) -> str:
         """Where tokens will come from, and why."""
         if not self.embedded:
-            specs = self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+            specs = self.settings.upstreams
             kinds = {"ollama": "Ollama", "openai": "the OpenAI-compatible engine"}
             return "through " + ", ".join(f"{kinds[s.kind]} at {s.url}" for s in specs)
         why = f"OLLAMA_HOST unset and no Ollama answers at {DEFAULT_OLLAMA_HOST}"
@@ -102,7 +97,7 @@ class Doctor:
 
     async def check_ollama(self, tags: dict[str, str]) -> None:
         """Every upstream in OLLAMA_HOST: reachable, and holding the models it should serve."""
-        for spec in self.settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]:
+        for spec in self.settings.upstreams:
             served = {m: t for m, t in tags.items() if spec.models is None or m in spec.models}
             if spec.kind == "ollama":
                 self.check_fit(spec.url, served, spec.vram_mb or self.settings.vram_mb)

@@ -26,7 +26,7 @@ from llm_runner.live.runners_json import RunnersJSONError
 from llm_runner.ops.calibrate import ENGINE_START_S, CalibrationError, Measured, calibrate, from_runner
 from llm_runner.ops.console import fail, load_settings
 from llm_runner.ops.live import add_entry_arguments, build_entries, emit, served_ids
-from llm_runner.settings import DEFAULT_EMBEDDED_MODEL, DEFAULT_OLLAMA_HOST, Settings
+from llm_runner.settings import DEFAULT_EMBEDDED_MODEL, Settings
 from llm_runner.upstream.build import resolve_backend
 from llm_runner.upstream.catalog import CatalogError
 from llm_runner.upstream.ollama import OllamaUpstream
@@ -101,7 +101,7 @@ def _speeds(settings: Settings, args: argparse.Namespace) -> list[Measured]:
         upstream, wait_s = EmbeddedUpstream(settings, 1), ENGINE_START_S
         given = given or settings.model_ids or [DEFAULT_EMBEDDED_MODEL]
     else:
-        upstream = OllamaUpstream((settings.upstreams[0].url if settings.upstreams else DEFAULT_OLLAMA_HOST), settings)
+        upstream = OllamaUpstream(settings.upstreams[0].url, settings)
     ids = given or served_ids(settings, None)
     return asyncio.run(calibrate(settings, ids, upstream, args.runs, args.calibration_tokens, wait_s))
 

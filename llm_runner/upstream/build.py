@@ -14,9 +14,10 @@ import httpx
 from llm_runner.core.errors import ConfigurationError
 from llm_runner.core.hardware import gpu_info
 from llm_runner.core.request import ServedModel
-from llm_runner.settings import DEFAULT_OLLAMA_HOST, Settings, UpstreamSpec
+from llm_runner.settings import Settings
 from llm_runner.upstream.base import Upstream
 from llm_runner.upstream.catalog import Catalog
+from llm_runner.upstream.hosts import DEFAULT_OLLAMA_HOST
 from llm_runner.upstream.kinds import make_upstream
 from llm_runner.upstream.residency import ResidencyPolicy
 
@@ -54,7 +55,7 @@ def build_upstreams(settings: Settings, backend: str, models: Sequence[ServedMod
         from llm_runner.upstream.embedded import EmbeddedUpstream
 
         return [EmbeddedUpstream(settings, settings.default_slots, {m.tag: m.model_id for m in models})]
-    specs = settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+    specs = settings.upstreams
     served = {m.model_id for m in models}
     unknown = sorted({m for s in specs for m in s.models or ()} - served)
     if unknown:

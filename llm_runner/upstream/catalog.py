@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_runner.core.request import model_slug
-from llm_runner.settings import Settings, UpstreamSpec
+from llm_runner.settings import Settings
+from llm_runner.upstream.hosts import UpstreamSpec
 from llm_runner.upstream.identity import Identity, differences, quant_from_tag
 
 __all__ = ["BUILTIN", "Catalog", "CatalogEntry", "CatalogError", "Identity", "check_identity", "model_slug"]

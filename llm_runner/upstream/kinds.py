@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from llm_runner.settings import Settings, UpstreamSpec
+from llm_runner.settings import Settings
 from llm_runner.upstream.base import Upstream
+from llm_runner.upstream.hosts import UpstreamSpec
 from llm_runner.upstream.ollama import OllamaUpstream
 from llm_runner.upstream.openai_engine import OpenAIUpstream
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from llm_runner.settings import DEFAULT_OLLAMA_HOST, Settings, UpstreamSpec
+from llm_runner.settings import Settings
 
 
 class SharesError(ValueError):
@@ -65,7 +65,7 @@ def check_capacities(
 
 def configured(settings: Settings, model_ids: Sequence[str]) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Slots per upstream and the served models per upstream, from OLLAMA_HOST and the parallelism."""
-    specs = settings.upstreams or [UpstreamSpec(DEFAULT_OLLAMA_HOST)]
+    specs = settings.upstreams
     slots = {s.url: s.parallel or settings.default_slots for s in specs}
     serves = {s.url: [m for m in model_ids if s.models is None or m in s.models] for s in specs}
     return slots, serves
