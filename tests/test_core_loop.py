@@ -22,7 +22,8 @@ import pytest
 from llm_runner.core.admission import Admission
 from llm_runner.core.errors import BadRequest, Busy, ClientGone, NotReady, UpstreamError
 from llm_runner.core.events import ERROR, LENGTH, STOP, End, Event
-from llm_runner.core.loop import Generation, GenerationLoop
+from llm_runner.core.generation import Generation
+from llm_runner.core.loop import GenerationLoop
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.core.request import GenerationRequest, Message
 from llm_runner.upstream.base import ModelInfo, PullProgress, Resident

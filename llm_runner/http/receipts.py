@@ -9,7 +9,7 @@ afterwards (`operator.py`).
 
 from __future__ import annotations
 
-from llm_runner.core.loop import Generation
+from llm_runner.core.generation import Generation
 
 REQUEST_ID_HEADER = "LLM-Runner-Request-Id"
 RECEIPT_HEADER = "LLM-Runner-Receipt"

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from llm_runner.core import fastjson
 from llm_runner.core.events import LENGTH, STOP, End, Scored
-from llm_runner.core.loop import Generation
+from llm_runner.core.generation import Generation
 from llm_runner.http.sse import DONE_EVENT
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from llm_runner.core import fastjson
 from llm_runner.core.events import ERROR, STOP, End, Scored, text_of
-from llm_runner.core.loop import Generation
+from llm_runner.core.generation import Generation
 from llm_runner.openai.responses import ResponseRequest
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from llm_runner.core.errors import BadRequest, NotReady, RunnerError, UnknownModel
 from llm_runner.core.events import End, Event
-from llm_runner.core.loop import Generation
+from llm_runner.core.generation import Generation
 from llm_runner.core.request import ServedModel
 from llm_runner.http.receipts import receipt_headers, request_id_headers
 from llm_runner.http.route import Access, Handler, Incoming, Reply, Route

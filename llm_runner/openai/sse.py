@@ -15,7 +15,7 @@ from typing import Any
 
 from llm_runner.core import fastjson
 from llm_runner.core.events import DRAINED, ERROR, LENGTH, End, Event, Scored, ToolCallEvent, text_of
-from llm_runner.core.loop import Generation
+from llm_runner.core.generation import Generation
 from llm_runner.core.request import ToolCall
 from llm_runner.http.sse import DONE_EVENT
 
