@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from llm_runner.core.errors import NotReady, UpstreamError
 from llm_runner.upstream.base import ModelInfo, Upstream
 from llm_runner.upstream.canary import CanaryPolicy, check_idle
+from llm_runner.upstream.pull import Pulls
 from llm_runner.upstream.residency import Residency, ResidencyPolicy, nap
 from llm_runner.upstream.states import (
     CANARY,
@@ -27,7 +28,6 @@ from llm_runner.upstream.states import (
     LOADING,
     MISSING,
     OK,
-    PULLING,
     READY,
     WARMING,
     ModelState,
@@ -35,7 +35,6 @@ from llm_runner.upstream.states import (
 )
 
 log = logging.getLogger("llm_runner.lifecycle")
-PULL_LOG_EVERY_S = 5.0  # a pull's progress line at most this often (and at each layer's end)
 _PERMANENT_PULL_ERRORS = ("file does not exist", "not found", "invalid model name", "invalid reference")
 # (model_id, what the upstream reports) → None if it is the model paid for, else why not
 IdentityCheck = Callable[[str, ModelInfo], str | None]
@@ -71,7 +70,7 @@ class Lifecycle:
         self._ready: dict[str, bool] = dict.fromkeys(models, False)
         self._changed = asyncio.Event()
         self._wakes = {u.name: asyncio.Event() for u in self.upstreams}
-        self._pull_locks: dict[str, asyncio.Lock] = {}
+        self._pulls = Pulls(self._notify)
         self._tasks: list[asyncio.Task[None]] = []
         self.listeners: list[Callable[[], None]] = []  # told after every state change
         self.residency = Residency(
@@ -262,7 +261,7 @@ class Lifecycle:
                         LOADING, MISSING, f"{state.tag} is not there and pulling is off: run `ollama pull {state.tag}`"
                     )
                     return False
-                info = await self._pull(upstream, state)
+                info = await self._pulls.pull(upstream, state)
                 if info is None:
                     state.set(LOADING, MISSING, f"{state.tag} still missing after pull")
                     return False
@@ -309,48 +308,3 @@ class Lifecycle:
             log.exception("%s on %s: checking %s failed", state.model_id, upstream.name, state.tag)
             state.set(LOADING, FAILED, f"checking {state.tag} failed: {type(exc).__name__}: {exc}")
             return False
-
-    async def _pull(self, upstream: Upstream, state: ModelState) -> ModelInfo | None:
-        """Pull once per tag at a time: upstreams sharing a models volume then find it present."""
-        lock = self._pull_locks.setdefault(state.tag, asyncio.Lock())
-        async with lock:
-            info = await upstream.show(state.tag)
-            if info is not None:
-                return info
-            state.set(LOADING, PULLING, f"pulling {state.tag}")
-            self._notify()
-            began = layer_began = logged_at = time.monotonic()
-            layer = ""
-            async for progress in upstream.pull(state.tag):
-                now = state.progress_at = time.monotonic()
-                if progress.digest != layer:  # each layer counts from 0 again
-                    layer, layer_began = progress.digest, now
-                if progress.total:
-                    percent = int(progress.completed * 100 / progress.total)
-                    state.detail = f"pulling {state.tag}: {progress.status} {percent}%"
-                    if now - logged_at >= PULL_LOG_EVERY_S or progress.completed == progress.total:
-                        logged_at = now
-                        rate = progress.completed / max(now - layer_began, 1e-3)
-                        log.info(
-                            "%s on %s: %s (%s of %s, %s/s)",
-                            state.model_id,
-                            upstream.name,
-                            state.detail,
-                            _size(progress.completed),
-                            _size(progress.total),
-                            _size(rate),
-                        )
-                else:
-                    state.detail = f"pulling {state.tag}: {progress.status}"
-            log.info(
-                "%s on %s: pulled %s in %.1f s", state.model_id, upstream.name, state.tag, time.monotonic() - began
-            )
-            return await upstream.show(state.tag)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
