@@ -203,6 +203,8 @@ def test_writing_into_the_shipped_runners_json_updates_its_entry_and_drops_model
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(path.read_text())["runners"]  # one runner, not the shipped one and a copy
     assert entry["label"] == "llama-3.1-8b" and entry["capacity"] == 2  # the operator's label, new facts
+    shipped = json.loads((ROOT / "compose" / "runners.json").read_text())["runners"][0]
+    assert entry["metadata"] == shipped["metadata"]  # what the operator wrote and the tool does not set stays
     qwen = "Qwen/Qwen2.5-7B-Instruct"
     result = cli(
         "runners-json",

@@ -204,15 +204,24 @@ def merge(
         label = _label_of(item)
         url = item.get("runner_url") if isinstance(item, Mapping) else None
         if label in new:
-            merged.append(new.pop(label))
+            merged.append(_kept(item, new.pop(label)))
         elif url in by_url and by_url[url] in new:
             entry = new.pop(by_url[url])
             default = entry["label"] == url.rstrip("/").rpartition("/")[2]  # the slug: no --label given
-            merged.append({**entry, "label": label} if default else entry)
+            merged.append(_kept(item, {**entry, "label": label} if default else entry))
         elif not (isinstance(url, str) and _runner_base(url) in runners):
             merged.append(item)
     merged.extend(new.values())
     return {"runners": merged, **{k: v for k, v in doc.items()}}
+
+
+def _kept(old: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """`entry` replacing `old` in place, keeping what the operator added that it does not set
+    (metadata, price_info, gpu...): keys compared as go-livepeer does, case-insensitively."""
+    if not isinstance(old, Mapping):
+        return entry
+    ours = {str(k).lower() for k in entry}
+    return {**{k: v for k, v in old.items() if str(k).lower() not in ours}, **entry}
 
 
 def _runner_base(url: str) -> str | None:
