@@ -209,7 +209,8 @@ def test_doctor_names_a_closed_ollama_host_and_the_fix():
     result = cli("doctor", "--runner-url", CLOSED, env={"OLLAMA_HOST": CLOSED, "MODEL_ID": LLAMA})
     assert result.returncode == 1 and not result.stderr
     (failed,) = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
-    assert f"Ollama at {CLOSED} is unreachable" in failed and "fix OLLAMA_HOST" in failed, failed
+    assert f"Ollama at {CLOSED} is unreachable" in failed and "set OLLAMA_HOST to where it runs" in failed, failed
+    assert failed.count("OLLAMA_HOST") == 2, failed  # the fix once, and when the embedded engine is used
 
 
 def _runners_json(tmp_path: Path) -> Path:

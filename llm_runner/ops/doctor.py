@@ -169,10 +169,11 @@ class Doctor:
             if not engine:  # an engine manages its own memory; /v1/models says nothing of it
                 await self.check_loaded(backend)
         except UpstreamError as exc:
+            fix = "" if exc.kind == "unreachable" else ": start it or fix OLLAMA_HOST"  # that message names it
             self.report(
                 False,
-                f"{exc.msg}: start it or fix OLLAMA_HOST (the runner waits for it; it falls back to "
-                "its embedded engine only with OLLAMA_HOST unset and no Ollama at the default address)",
+                f"{exc.msg}{fix} (the runner waits for it; it falls back to its embedded engine only with "
+                "OLLAMA_HOST unset and no Ollama at the default address)",
             )
         finally:
             await backend.aclose()
