@@ -49,7 +49,7 @@ def front_app(max_body: int = 64, token: str | None = None) -> tuple[RunnerApp, 
     routes = [
         Route("/llm", "POST", echo, LIVEPEER, Access.RUNNER),
         Route("/health", "GET", echo, LIVEPEER, Access.OPEN),
-        Route("/v1/models/", "GET", echo, OPENAI, Access.LIVE, rest=True),
+        Route("/v1/models/", "GET", echo, OPENAI, Access.LIVE, rest="model_id"),
         Route("/v1/refuse", "POST", refuse, OPENAI, Access.RUNNER),
         Route("/v1/broken", "POST", broken, OPENAI, Access.RUNNER),
         Route("/broken", "POST", broken, LIVEPEER, Access.RUNNER),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -87,15 +86,13 @@ def declare(app: FastAPI, table: RouteTable) -> None:
     for route in table.routes:
         if route.doc is None or route.handler is None:
             continue
-        doc = dict(route.doc)
-        path = route.path + doc.pop("path", "")
         app.add_api_route(
-            path,
-            declaration(route.body, re.findall(r"{(\w+)}", path)),
+            route.template,
+            declaration(route.body, [route.rest] if route.rest else []),
             methods=[route.method],
             response_model=route.response,
             name=route.handler.__name__,
-            **doc,
+            **route.doc,
         )
 
 

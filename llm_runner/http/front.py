@@ -98,7 +98,7 @@ class FrontDoor:
             log_refusal(method, path, response.status_code, why)
             await self._answer(response, "unmatched", scope, receive, send)
             return
-        label = route.path + ("{model_id}" if route.rest else "")
+        label = route.template
         try:
             self._check_token(route, scope)
             if route.handler is None:

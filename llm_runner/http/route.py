@@ -85,8 +85,9 @@ class Access(Enum):
 @dataclass(frozen=True)
 class Route:
     """One path and method of the service. `handler` None: FastAPI serves it (its API pages), after
-    the same token check. `rest`: the path is a prefix and what follows it is the handler's
-    `Incoming.rest`. `body`, `response` and `doc` only describe the route in the OpenAPI document."""
+    the same token check. `rest` names a last path parameter (`model_id`): the path is then a
+    prefix, and what follows it is the handler's `Incoming.rest`. `body`, `response` and `doc` only
+    describe the route in the OpenAPI document."""
 
     path: str
     method: str
@@ -94,6 +95,11 @@ class Route:
     face: Face
     access: Access
     body: type[BaseModel] | None = None
-    rest: bool = False
+    rest: str = ""
     response: type[BaseModel] | None = None
     doc: dict[str, Any] | None = field(default=None, hash=False)  # add_api_route's keywords; None: undocumented
+
+    @property
+    def template(self) -> str:
+        """The path as documented and labelled in metrics: `/v1/models/{model_id}`."""
+        return f"{self.path}{{{self.rest}}}" if self.rest else self.path

@@ -52,7 +52,7 @@ def openai_routes(runtime: Runtime, pinned: ServedModel | None = None) -> list[R
     v1 = f"{prefix}/v1"
     return [
         Route(f"{v1}/models", "GET", models, OPENAI, access, doc=doc("models")),
-        Route(f"{v1}/models/", "GET", model, OPENAI, access, rest=True, doc=doc("model") | {"path": "{model_id}"}),
+        Route(f"{v1}/models/", "GET", model, OPENAI, access, rest="model_id", doc=doc("model")),
         Route(f"{v1}/chat/completions", "POST", chat, OPENAI, access, ChatCompletionRequest, doc=doc("chat")),
         Route(f"{v1}/responses", "POST", responses, OPENAI, access, ResponseRequest, doc=doc("responses")),
     ]
