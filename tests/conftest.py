@@ -81,7 +81,7 @@ def own_ollama(upstream_kind: str) -> Iterator[StandIn]:
 
 
 @pytest.fixture
-def engine() -> Iterator[StandIn]:
+def own_engine() -> Iterator[StandIn]:
     """An OpenAI-compatible engine stand-in of the test's own (tests/support/openai_standin.py)."""
     yield from own(OpenAIStandIn)
 

@@ -52,32 +52,32 @@ def test_openai_entries_parse_beside_ollama_ones():
 
 
 @pytest.mark.parametrize("flavor", ["vllm", "sglang", "llama-server", "plain"])
-async def test_readiness_follows_the_engines_own_health(engine, flavor, client):
+async def test_readiness_follows_the_engines_own_health(own_engine, flavor, client):
     http = client
-    engine.script(flavor=flavor, loading=flavor != "plain")
-    with serve(f"{engine.entry}?parallel=4&models={LLAMA}") as runner:
+    own_engine.script(flavor=flavor, loading=flavor != "plain")
+    with serve(f"{own_engine.entry}?parallel=4&models={LLAMA}") as runner:
         if flavor != "plain":  # llama-cpp-python's server only answers once loaded
             ready = await until_ready(http, runner, 503)
             assert "loading" in ready.text
             refused = await http.post(runner.url + "/llm", json=go_body(stream=True))
             assert refused.status_code == 500 and "loading" in refused.json()["detail"]["msg"]
-            engine.script(loading=False)
+            own_engine.script(loading=False)
         await until_ready(http, runner, 200)
-        assert engine.stats()["started"] == 1  # the warm-up: one 1-token generation
-        assert engine.stats()["chat_bodies"][0]["max_tokens"] == 1
+        assert own_engine.stats()["started"] == 1  # the warm-up: one 1-token generation
+        assert own_engine.stats()["chat_bodies"][0]["max_tokens"] == 1
         status = (await http.get(runner.url + "/status")).json()
         assert status["models"][0]["status"] == "OK", status
 
 
-async def test_both_faces_stream_with_the_engines_exact_usage_and_fields_mapped(engine, client):
+async def test_both_faces_stream_with_the_engines_exact_usage_and_fields_mapped(own_engine, client):
     http = client
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("OK")
         body = go_body(stream=True, max_tokens=5, temperature=0.2, top_p=0.9, top_k=7)
         stream = parse_livepeer_stream((await http.post(runner.url + "/llm", json=body)).content, LLAMA)
         assert stream.finish_reason == "length" and stream.text == "tok0 tok1 tok2 tok3 tok4 "
         assert stream.usage == {"prompt_tokens": 14, "completion_tokens": 5, "total_tokens": 19}
-        sent = engine.stats()["chat_bodies"][-1]
+        sent = own_engine.stats()["chat_bodies"][-1]
         assert sent["model"] == LLAMA and sent["stream_options"] == {"include_usage": True}
         picked = {k: sent[k] for k in ("max_tokens", "temperature", "top_p", "top_k")}
         assert picked == {"max_tokens": 5, "temperature": 0.2, "top_p": 0.9, "top_k": 7}
@@ -101,15 +101,15 @@ async def test_both_faces_stream_with_the_engines_exact_usage_and_fields_mapped(
         assert chunks[-1]["usage"] == {"prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23}
         scored = [c for c in chunks if c["choices"] and c["choices"][0].get("logprobs")]
         assert len(scored[0]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]) == 2
-        sent = engine.stats()["chat_bodies"][-1]
+        sent = own_engine.stats()["chat_bodies"][-1]
         assert sent["response_format"]["json_schema"]["schema"] == {"type": "object"}
         assert sent["logprobs"] is True and sent["top_logprobs"] == 2
         assert (sent["seed"], sent["stop"], sent["presence_penalty"]) == (3, ["zz"], 0.5)
 
 
-def test_tool_calls_in_pieces_and_an_engine_without_usage(engine):
-    engine.script(tool_call={"name": "get_weather", "arguments": {"city": "Paris"}}, usage=False)
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+def test_tool_calls_in_pieces_and_an_engine_without_usage(own_engine):
+    own_engine.script(tool_call={"name": "get_weather", "arguments": {"city": "Paris"}}, usage=False)
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("OK")
         tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
         body = {"model": LLAMA, "messages": [{"role": "user", "content": "weather?"}], "tools": tools}
@@ -118,88 +118,88 @@ def test_tool_calls_in_pieces_and_an_engine_without_usage(engine):
         assert choice["finish_reason"] == "tool_calls"
         (call,) = choice["message"]["tool_calls"]
         assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
-        engine.script(tool_call=None)
+        own_engine.script(tool_call=None)
         answer = httpx.post(runner.url + "/v1/chat/completions", json=body, timeout=10).json()
         assert answer["usage"]["completion_tokens"] == 12  # counted: one chunk, one token
         runner.wait_log("sends no usage")
 
 
-def test_a_served_model_name_and_a_missing_model(engine):
-    engine.script(models=["llama-8b"])
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+def test_a_served_model_name_and_a_missing_model(own_engine):
+    own_engine.script(models=["llama-8b"])
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("ERROR")
         detail = httpx.get(runner.url + "/status", timeout=5).json()["models"][0]["detail"]
         assert "does not serve " + LLAMA in str(detail) and "served_model=" in str(detail)
-    with serve(f"{engine.entry}?models={LLAMA}&served_model=llama-8b") as runner:
+    with serve(f"{own_engine.entry}?models={LLAMA}&served_model=llama-8b") as runner:
         runner.wait_status("OK")
         answer = httpx.post(runner.url + "/llm", json=go_body(), timeout=10).json()
         assert answer["model"] == LLAMA and answer["usage"]["completion_tokens"] == 12
-        assert engine.stats()["chat_bodies"][-1]["model"] == "llama-8b"
+        assert own_engine.stats()["chat_bodies"][-1]["model"] == "llama-8b"
 
 
-async def test_a_client_that_goes_closes_the_engines_stream(engine, client):
-    engine.script(tokens=10_000, token_rate=100)
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+async def test_a_client_that_goes_closes_the_engines_stream(own_engine, client):
+    own_engine.script(tokens=10_000, token_rate=100)
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("OK")
         body = go_body(stream=True, max_tokens=10_000)
         async with client.stream("POST", runner.url + "/llm", json=body) as r:
             async for _ in r.aiter_lines():
                 break
-        stats = await engine.until(lambda s: s["cancelled"] == 1 and s["completed"] == 2)
+        stats = await own_engine.until(lambda s: s["cancelled"] == 1 and s["completed"] == 2)
         # Completed: the warm-up, then the cut stream's one-token prompt count.
         assert stats["chat_bodies"][-1]["max_tokens"] == 1
 
 
-async def test_a_dead_engine_fails_over_to_ollama_in_a_mixed_list(engine, own_ollama: StandIn, client):
+async def test_a_dead_engine_fails_over_to_ollama_in_a_mixed_list(own_engine, own_ollama: StandIn, client):
     http = client
-    entry = f"{engine.entry}?models={LLAMA},{own_ollama.url}?models={LLAMA}"
+    entry = f"{own_engine.entry}?models={LLAMA},{own_ollama.url}?models={LLAMA}"
     with serve(entry, LLM_RUNNER_CONCURRENCY="1") as runner:
         await until_ready(http, runner, 200)
         status = (await http.get(runner.url + "/status")).json()
         assert [u["kind"] for u in status["upstreams"]] == ["openai", "ollama"], status
-        engine.script(dead=True)  # vLLM: /health 500 once its engine loop died
+        own_engine.script(dead=True)  # vLLM: /health 500 once its engine loop died
         while True:  # the runner notices within its probe interval; then only Ollama serves
             status = (await http.get(runner.url + "/status")).json()
             if any(u["down_since"] for u in status["upstreams"]):
                 break
             await asyncio.sleep(0.05)
-        served_before = engine.stats()["started"]
+        served_before = own_engine.stats()["started"]
         for _ in range(3):
             stream = parse_livepeer_stream((await http.post(runner.url + "/llm", json=go_body(stream=True))).content)
             assert stream.finish_reason == "stop"
-        assert engine.stats()["started"] == served_before
+        assert own_engine.stats()["started"] == served_before
         metrics = (await http.get(runner.url + "/metrics")).text
-        assert f'llm_runner_upstream_down_seconds{{upstream="{engine.url}"}}' in metrics
+        assert f'llm_runner_upstream_down_seconds{{upstream="{own_engine.url}"}}' in metrics
         assert f'llm_runner_upstream_tokens_total{{upstream="{own_ollama.url}"}} 36.0' in metrics
-        engine.script(dead=False)
+        own_engine.script(dead=False)
         await until_ready(http, runner, 200)
 
 
 @pytest.mark.parametrize(("status", "needle"), [(500, "answered 500"), (400, "answered 400")])
-def test_engine_errors_stay_in_the_livepeer_contract_naming_the_cause(engine, status, needle):
+def test_engine_errors_stay_in_the_livepeer_contract_naming_the_cause(own_engine, status, needle):
     """An engine's 5xx is the runner's 500; its 4xx (a prompt past the context) the client's 400."""
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("OK")
-        engine.script(chat_status=status, chat_error="maximum context length is 2048 tokens")
+        own_engine.script(chat_status=status, chat_error="maximum context length is 2048 tokens")
         response = httpx.post(runner.url + "/llm", json=go_body(stream=True), timeout=10)
         assert response.status_code == status
         msg = response.json()["detail"]["msg"]
         assert needle in msg and "maximum context length" in msg
 
 
-def test_doctor_probes_the_engine_not_ollamas_api(engine):
-    env = {"OLLAMA_HOST": f"{engine.entry}?models={LLAMA}", "MODEL_ID": LLAMA}
+def test_doctor_probes_the_engine_not_ollamas_api(own_engine):
+    env = {"OLLAMA_HOST": f"{own_engine.entry}?models={LLAMA}", "MODEL_ID": LLAMA}
     result = cli("doctor", env=env)
-    assert f"OpenAI-compatible engine reachable at {engine.url}" in result.stdout, result.stdout
+    assert f"OpenAI-compatible engine reachable at {own_engine.url}" in result.stdout, result.stdout
     assert f"{LLAMA} listed in /v1/models" in result.stdout, result.stdout
-    engine.script(models=["other"])
+    own_engine.script(models=["other"])
     result = cli("doctor", env=env)
     assert result.returncode != 0 and "does not serve" in result.stdout, result.stdout
 
 
-def test_reasoning_is_folded_as_ollamas_thinking_is(engine):
-    engine.script(reasoning_tokens=2, tokens=2)
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+def test_reasoning_is_folded_as_ollamas_thinking_is(own_engine):
+    own_engine.script(reasoning_tokens=2, tokens=2)
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_status("OK")
         answer = httpx.post(runner.url + "/llm", json=go_body(), timeout=10).json()
         assert answer["choices"][0]["message"]["content"] == "<think>hmm0 hmm1 </think>\n\ntok0 tok1 "
@@ -226,25 +226,25 @@ def test_capacity_files_count_an_engines_slots_beside_ollamas():
     assert result.returncode == 0 and '"capacity": 10' in result.stdout, result.stderr
 
 
-async def test_the_canary_takes_an_engine_that_stopped_generating_out_and_back(engine, client):
-    with serve(f"{engine.entry}?models={LLAMA}", LLM_RUNNER_CANARY_IDLE_S="0.3") as runner:
+async def test_the_canary_takes_an_engine_that_stopped_generating_out_and_back(own_engine, client):
+    with serve(f"{own_engine.entry}?models={LLAMA}", LLM_RUNNER_CANARY_IDLE_S="0.3") as runner:
         await until_ready(client, runner, 200)
-        engine.script(chat_status=500)  # /health still 200: only a generation shows it
+        own_engine.script(chat_status=500)  # /health still 200: only a generation shows it
         ready = await until_ready(client, runner, 503)
         assert "canaries in a row" in ready.text
-        engine.script(chat_status=200)
+        own_engine.script(chat_status=200)
         await until_ready(client, runner, 200)
 
 
-def test_a_stalled_stream_ends_with_the_error_finish_and_think_off_reaches_the_template(engine):
-    engine.script(stall_after=2, stall_seconds=5)
+def test_a_stalled_stream_ends_with_the_error_finish_and_think_off_reaches_the_template(own_engine):
+    own_engine.script(stall_after=2, stall_seconds=5)
     env = {"LLM_RUNNER_INTER_TOKEN_TIMEOUT_S": "0.5", "LLM_RUNNER_THINK": "off"}
-    with serve(f"{engine.entry}?models={LLAMA}", **env) as runner:
+    with serve(f"{own_engine.entry}?models={LLAMA}", **env) as runner:
         runner.wait_status("OK")
         stream = parse_livepeer_stream(httpx.post(runner.url + "/llm", json=go_body(stream=True), timeout=10).content)
         assert stream.finish_reason == "error" and stream.text == "tok0 tok1 "
         runner.wait_log("sent nothing for 0.5s")
-        assert engine.stats()["chat_bodies"][-1]["chat_template_kwargs"] == {"enable_thinking": False}
+        assert own_engine.stats()["chat_bodies"][-1]["chat_template_kwargs"] == {"enable_thinking": False}
 
 
 def test_pull_refuses_an_engine_and_uses_the_ollama_beside_it(own_ollama: StandIn):
@@ -262,12 +262,12 @@ def test_an_engines_model_is_not_held_to_capabilities_it_cannot_report():
     assert check_identity(thinking, {"id": "Qwen/Qwen3-4B-Thinking-2507"}, {}, capabilities=()) is None
 
 
-def test_an_engine_started_with_an_api_key_gets_it(engine):
-    engine.script(api_key="engine-s3cret")
-    with serve(f"{engine.entry}?models={LLAMA}") as runner:
+def test_an_engine_started_with_an_api_key_gets_it(own_engine):
+    own_engine.script(api_key="engine-s3cret")
+    with serve(f"{own_engine.entry}?models={LLAMA}") as runner:
         runner.wait_log("answered 401")  # no key: the model is not ready, and the log says why
         assert httpx.get(f"{runner.url}/models/{SLUG}/ready", timeout=5).status_code == 503
-    with serve(f"{engine.entry}?models={LLAMA}", LLM_RUNNER_UPSTREAM_API_KEY="engine-s3cret") as runner:
+    with serve(f"{own_engine.entry}?models={LLAMA}", LLM_RUNNER_UPSTREAM_API_KEY="engine-s3cret") as runner:
         runner.wait_status("OK")
         assert httpx.post(runner.url + "/llm", json=go_body(), timeout=10).json()["usage"]["completion_tokens"] == 12
         assert "engine-s3cret" not in runner.log()
