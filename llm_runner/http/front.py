@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llm_runner.core.errors import BadRequest, ClientGone, RunnerError, Unauthorized
 from llm_runner.core.metrics import RunnerMetrics
 from llm_runner.http.access import TokenSettings, bearer_matches, required_token
-from llm_runner.http.route import Face, Incoming, Reply, Route
+from llm_runner.http.route import Face, Incoming, Reply, Route, header
 
 log = logging.getLogger("llm_runner.front")
 refusals = logging.getLogger("llm_runner.refused")
@@ -121,8 +121,7 @@ class FrontDoor:
         token = required_token(route.access, self.settings)
         if token is None:
             return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        if not bearer_matches(header, token):
+        if not bearer_matches(header(scope, b"authorization"), token):
             raise Unauthorized("Invalid bearer token")
 
     async def _answer(self, response: Reply, label: str, scope: Scope, receive: Receive, send: Send) -> None:

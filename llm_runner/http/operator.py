@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse, Response
 
 from llm_runner.core.request import ServedModel
-from llm_runner.http.route import Access, Incoming, Reply, Route
+from llm_runner.http.route import Access, Handler, Incoming, Reply, Route
 from llm_runner.livepeer.errors import LIVEPEER
 from llm_runner.runtime import Runtime
 from llm_runner.upstream.states import OK
@@ -69,7 +69,7 @@ def operator_routes(runtime: Runtime) -> list[Route]:
     return routes
 
 
-def ready_handler(runtime: Runtime, served: list[ServedModel]):
+def ready_handler(runtime: Runtime, served: list[ServedModel]) -> Handler:
     async def ready(_: Incoming) -> Reply:
         """200 only when a request would be served now (or once a swap loads it: see README); cheap,
         no upstream call. Shutting down, it stays 200 while the model still streams: one failed

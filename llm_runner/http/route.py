@@ -25,6 +25,14 @@ class Reply(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
+def header(scope: Scope, name: bytes) -> str:
+    """The request's first header `name` (lower case), or ""."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
 class Incoming:
     """What a handler gets: the ASGI scope and receive, the whole body, and the rest of the path
     after a route's prefix (`/v1/models/<model id>`)."""
@@ -36,10 +44,7 @@ class Incoming:
 
     def header(self, name: bytes) -> str:
         """The first header `name` (lower case), or ""."""
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return value.decode("latin-1")
-        return ""
+        return header(self.scope, name)
 
     def query(self, name: str) -> str | None:
         """The first query parameter `name`, or None."""
